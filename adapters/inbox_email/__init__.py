@@ -1,0 +1,3 @@
+"""The e-mail channel: IMAP mailboxes in (aioimaplib), SMTP replies out (aiosmtplib)."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The default and example configuration shipped with inbox-daemon (copied by operators)."""

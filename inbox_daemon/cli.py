@@ -1,0 +1,222 @@
+"""The ``inbox-daemon`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .config import Settings, load_settings
+from .errors import ConfigError, InboxError
+from .logs import configure_logging
+from .pipeline.triage import load_triage
+from .registry import adapter_plugin
+from .scheduler import Daemon, RunReport
+from .storage.engine import create_engine, database_url
+from .storage.migrate import ensure_migrated, upgrade
+from .storage.repository import outbox_backlog, queue_listing, source_states
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_CONFIG: Final = 2
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv``) and return the exit code."""
+    args = _parser().parse_args(argv)
+    command: Command = args.command
+    try:
+        return asyncio.run(command(args))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except InboxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inbox-daemon", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    default_config = os.environ.get("INBOX_DAEMON_CONFIG", "inbox.toml")
+
+    def command(name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(command=handler)
+        if name != "demo":
+            sub.add_argument(
+                "--config",
+                type=Path,
+                default=Path(default_config),
+                help="the TOML configuration file (default: $INBOX_DAEMON_CONFIG or inbox.toml)",
+            )
+        return sub
+
+    run = command("run", _run, "run the daemon: poll sources, store, acknowledge")
+    run.add_argument(
+        "--once", action="store_true", help="poll every source once, deliver due replies, exit"
+    )
+    command("check-config", _check_config, "validate the configuration, rules and templates")
+    command("migrate", _migrate, "create or upgrade the database schema")
+    command("status", _status, "show each source's state and the outbox backlog").add_argument(
+        "--json", action="store_true"
+    )
+    queue = commands.add_parser("queue", help="work with the shared queue")
+    queue_commands = queue.add_subparsers(required=True, metavar="ACTION")
+    listing = queue_commands.add_parser("list", help="list queue items, most urgent first")
+    listing.set_defaults(command=_queue_list)
+    listing.add_argument("--config", type=Path, default=Path(default_config))
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    demo = command("demo", _demo, "ingest demo mail from local IMAP/SMTP servers, end to end")
+    demo.add_argument(
+        "--keep", type=Path, help="keep the demo's database and config in this folder"
+    )
+    return parser
+
+
+async def _check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    load_triage(settings)
+    for source in settings.sources:
+        adapter_plugin(source.kind)
+    print(f"{args.config}: ok ({len(settings.sources)} sources)")
+    return EXIT_OK
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    engine = create_engine(database_url(settings.storage.url, settings.config_dir))
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    print("database is up to date")
+    return EXIT_OK
+
+
+async def _run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    configure_logging(settings.service.log_level, settings.service.log_format)
+    async with AsyncExitStack() as stack:
+        daemon = await Daemon.open(settings, stack)
+        if args.once:
+            report = await daemon.run_once()
+            _print_run(report)
+            return EXIT_FAILURE if report.errors else EXIT_OK
+        await daemon.serve(_stop_on_signals())
+    return EXIT_OK
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def _print_run(report: RunReport) -> None:
+    for name, poll in report.polls.items():
+        print(
+            f"{name}: fetched {poll.fetched}, stored {poll.stored}, "
+            f"already stored {poll.absorbed}, "
+            f"duplicates {poll.duplicates}, replies queued {poll.replies_queued}, "
+            f"dead letters {poll.dead_letters}"
+        )
+    for name, error in report.errors.items():
+        print(f"{name}: FAILED: {error}")
+    delivery = report.delivery
+    print(f"replies: sent {delivery.sent}, to retry {delivery.retry}, failed {delivery.failed}")
+
+
+async def _open_engine(settings: Settings, stack: AsyncExitStack) -> AsyncEngine:
+    engine = create_engine(database_url(settings.storage.url, settings.config_dir))
+    stack.push_async_callback(engine.dispose)
+    await ensure_migrated(engine)
+    return engine
+
+
+async def _queue_list(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    async with AsyncExitStack() as stack:
+        items = await queue_listing(await _open_engine(settings, stack))
+    if args.json:
+        print(json.dumps(items, default=_json_default, ensure_ascii=False, indent=2))
+    else:
+        print(format_queue(items))
+    return EXIT_OK
+
+
+def format_queue(items: Sequence[dict[str, Any]]) -> str:
+    """The queue as a fixed-width table for a terminal."""
+    header = (
+        f"{'REFERENCE':<13} {'PRI':<3} {'TEAM':<16} {'STATUS':<8} {'LANG':<5} {'FROM':<28} SUBJECT"
+    )
+    lines = [header]
+    for item in items:
+        subject = (item["subject"] or item["text"][:60]).replace("\n", " ")
+        lines.append(
+            f"{item['reference']:<13} {item['priority']:<3} {item['team']:<16} "
+            f"{item['status']:<8} {item['language']:<5} {item['sender'][:28]:<28} {subject[:60]}"
+        )
+    return "\n".join(lines)
+
+
+async def _status(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    async with AsyncExitStack() as stack:
+        engine = await _open_engine(settings, stack)
+        states, backlog = await source_states(engine), await outbox_backlog(engine)
+    if args.json:
+        document = {"sources": [vars_of(state) for state in states], "outbox": backlog}
+        print(json.dumps(document, default=_json_default, indent=2))
+        return EXIT_OK
+    for state in states:
+        print(
+            f"{state.name} ({state.kind}): {state.state}; "
+            f"last poll {state.last_poll_at or 'never'}; "
+            f"last success {state.last_success_at or 'never'}; fetched {state.fetched_total}"
+            + (
+                f"; failing x{state.consecutive_failures}: {state.last_error}; "
+                f"next try after {state.backoff_until}"
+                if state.last_error
+                else ""
+            )
+        )
+    print(
+        "outbox: "
+        + (", ".join(f"{state} {count}" for state, count in sorted(backlog.items())) or "empty")
+    )
+    return EXIT_OK
+
+
+def vars_of(state: object) -> dict[str, Any]:
+    """A slotted dataclass as a dict."""
+    return {name: getattr(state, name) for name in state.__slots__}  # type: ignore[attr-defined]
+
+
+def _json_default(value: object) -> str:
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo  # the demo's servers load only when asked for
+
+    return await run_demo(keep=args.keep)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,286 @@
+"""Load the operator's TOML configuration into immutable, validated settings.
+
+Every key is checked at load: an unknown key, a wrong type or a missing secret is a
+:class:`~inbox_daemon.errors.ConfigError` that names the file, the key and what was expected.
+Secrets never appear in the file: a key ``password_env`` names an environment variable and
+``password_file`` a file holding the value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+#: The configuration format this version reads.
+CONFIG_VERSION = 1
+
+_SECRET_WORDS = ("password", "token", "secret", "api_key", "session")
+
+
+class FrozenModel(BaseModel):
+    """Base of every settings model: immutable, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageSettings(FrozenModel):
+    """Where records live: ``sqlite:///path`` (relative to the config file) or PostgreSQL."""
+
+    url: str = "sqlite:///./inbox.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite:", "sqlite+aiosqlite:", "postgresql:", "postgresql+")):
+            raise ValueError("expected a sqlite:///PATH or postgresql://… URL")
+        return url
+
+
+class RepliesSettings(FrozenModel):
+    """How acknowledgments are written and when they are withheld."""
+
+    ticket_url: str = "https://support.example.com/new?ref={reference}"
+    dry_run: bool = False
+    templates_dir: Path | None = None
+    max_ack_age_s: Annotated[int, Field(ge=0)] = 2 * 24 * 3600
+    per_sender_per_hour: Annotated[int, Field(ge=0)] = 3
+    per_sender_per_day: Annotated[int, Field(ge=0)] = 10
+    own_addresses: tuple[str, ...] = ()
+    loop_marker: str = "inbox-daemon"
+
+    @field_validator("ticket_url")
+    @classmethod
+    def _has_reference(cls, url: str) -> str:
+        if "{reference}" not in url:
+            raise ValueError(
+                "expected a URL containing {reference}, e.g. https://…/new?ref={reference}"
+            )
+        return url
+
+
+class QueueSettings(FrozenModel):
+    """The shared queue: how soon each priority is due (service-level targets)."""
+
+    sla_s: Mapping[str, Annotated[int, Field(gt=0)]] = {
+        "P1": 15 * 60,
+        "P2": 4 * 3600,
+        "P3": 24 * 3600,
+        "P4": 72 * 3600,
+    }
+
+    @field_validator("sla_s")
+    @classmethod
+    def _every_priority(cls, sla_s: Mapping[str, int]) -> Mapping[str, int]:
+        if set(sla_s) != {"P1", "P2", "P3", "P4"}:
+            raise ValueError("expected exactly the keys P1, P2, P3 and P4")
+        return sla_s
+
+
+class TriageSettings(FrozenModel):
+    """Where the classification rules live (relative to the config file)."""
+
+    rules_file: Path | None = None
+
+
+class OutboxSettings(FrozenModel):
+    """Reply delivery: how often due rows are sent and how failures are retried."""
+
+    poll_interval_s: Annotated[float, Field(gt=0)] = 10.0
+    batch_size: Annotated[int, Field(ge=1)] = 50
+    max_attempts: Annotated[int, Field(ge=1)] = 8
+    retry_base_s: Annotated[float, Field(gt=0)] = 30.0
+    retry_cap_s: Annotated[float, Field(gt=0)] = 3600.0
+
+
+class ServiceSettings(FrozenModel):
+    """The daemon process: backoff of failing sources, shutdown, replica identity."""
+
+    backoff_base_s: Annotated[float, Field(gt=0)] = 5.0
+    backoff_cap_s: Annotated[float, Field(gt=0)] = 900.0
+    shutdown_grace_s: Annotated[float, Field(ge=0)] = 30.0
+    lease_ttl_s: Annotated[float, Field(gt=0)] = 120.0
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class SourceSettings(FrozenModel):
+    """The keys every ``[[sources]]`` entry has; adapters extend this model with their own."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+    kind: str
+    enabled: bool = True
+    poll_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    backfill_days: Annotated[int, Field(ge=0)] = 7
+    timeout_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+class Settings(FrozenModel):
+    """The whole validated configuration."""
+
+    config_version: Literal[1]
+    storage: StorageSettings = StorageSettings()
+    replies: RepliesSettings = RepliesSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    queue: QueueSettings = QueueSettings()
+    triage: TriageSettings = TriageSettings()
+    service: ServiceSettings = ServiceSettings()
+    sources: tuple[SourceSettings, ...] = ()
+    #: The file these settings were read from (not a TOML key).
+    config_path: Path = Path("inbox.toml")
+
+    @property
+    def config_dir(self) -> Path:
+        """The folder relative paths in the file are resolved against."""
+        return self.config_path.parent
+
+    def source(self, name: str) -> SourceSettings:
+        """The settings of the source called ``name``."""
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(name)
+
+
+def read_secret(env: str | None, file: Path | None, *, key: str) -> str:
+    """Read a secret named by ``<key>_env`` or ``<key>_file``.
+
+    Raises:
+        ValueError: neither or both are given, or the variable or file is missing or empty.
+    """
+    if (env is None) == (file is None):
+        raise ValueError(f"give exactly one of {key}_env or {key}_file")
+    if env is not None:
+        value = os.environ.get(env, "")
+        if not value:
+            raise ValueError(f"{key}_env: environment variable {env!r} is not set or empty")
+        return value
+    assert file is not None  # noqa: S101 - narrowed by the check above
+    try:
+        value = file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{key}_file: cannot read {str(file)!r}: {exc.strerror}") from exc
+    if not value:
+        raise ValueError(f"{key}_file: {str(file)!r} is empty")
+    return value
+
+
+def load_settings(path: Path | str) -> Settings:
+    """Read and validate the configuration file at ``path``.
+
+    Raises:
+        ConfigError: the file is missing, is not TOML, or does not validate.
+    """
+    path = Path(path)
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", path=str(path)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=str(path)) from exc
+    return settings_from_document(document, path)
+
+
+def settings_from_document(document: Mapping[str, Any], path: Path) -> Settings:
+    """Validate a parsed TOML document that was read from ``path``."""
+    body = dict(document)
+    raw_sources = body.pop("sources", [])
+    if not isinstance(raw_sources, list):
+        raise ConfigError("expected [[sources]] tables", path=str(path), key="sources")
+    sources = tuple(_source(entry, index, path) for index, entry in enumerate(raw_sources))
+    _check_unique_names(sources, path)
+    try:
+        return Settings.model_validate({**body, "sources": sources, "config_path": path})
+    except ValidationError as exc:
+        raise _config_error(exc, Settings, path, prefix="") from exc
+
+
+def _source(entry: object, index: int, path: Path) -> SourceSettings:
+    from .registry import adapter_plugin  # imported here: the registry imports this module
+
+    prefix = f"sources[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigError("expected a table", path=str(path), key=prefix)
+    kind = entry.get("kind")
+    if not isinstance(kind, str):
+        raise ConfigError(
+            "missing key 'kind' (imap, twitter, telegram…)", path=str(path), key=prefix
+        )
+    model = adapter_plugin(kind, path=str(path), key=f"{prefix}.kind").settings_model
+    try:
+        settings = model.model_validate(entry)
+    except ValidationError as exc:
+        raise _config_error(exc, model, path, prefix=prefix) from exc
+    assert isinstance(settings, SourceSettings)  # noqa: S101 - plugin contract
+    return settings
+
+
+def _check_unique_names(sources: Sequence[SourceSettings], path: Path) -> None:
+    seen: set[str] = set()
+    for index, source in enumerate(sources):
+        if source.name in seen:
+            raise ConfigError(
+                f"source name {source.name!r} is used twice; names must be unique",
+                path=str(path),
+                key=f"sources[{index}].name",
+            )
+        seen.add(source.name)
+
+
+def _config_error(
+    exc: ValidationError, model: type[BaseModel], path: Path, *, prefix: str
+) -> ConfigError:
+    problems = [_describe(error, model) for error in exc.errors()]
+    first_key = _dotted(prefix, exc.errors()[0]["loc"])
+    detail = problems[0] if len(problems) == 1 else "; ".join(problems)
+    return ConfigError(detail, path=str(path), key=first_key)
+
+
+def _dotted(prefix: str, loc: Sequence[int | str]) -> str:
+    key = prefix
+    for part in loc:
+        key = f"{key}[{part}]" if isinstance(part, int) else (f"{key}.{part}" if key else part)
+    return key
+
+
+def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> str:
+    loc = error["loc"]
+    name = str(loc[-1]) if loc else ""
+    if error["type"] == "extra_forbidden":
+        return f"{_dotted('', loc)}: unknown key{_hint(name, _known_keys(model, loc[:-1]))}"
+    expected = error["msg"]
+    value = error.get("input")
+    shown = f" (got {value!r})" if isinstance(value, int | float | str | bool) else ""
+    return f"{_dotted('', loc) or 'value'}: {expected}{shown}"
+
+
+def _known_keys(model: type[BaseModel], parents: Sequence[int | str]) -> list[str]:
+    current: type[BaseModel] | None = model
+    for part in parents:
+        if current is None or isinstance(part, int):
+            continue
+        field = current.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        current = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
+    return sorted(current.model_fields) if current else []
+
+
+def _hint(name: str, known: Sequence[str]) -> str:
+    if any(word in name for word in _SECRET_WORDS) and not name.endswith(("_env", "_file")):
+        return f"; secrets are never written in config: use {name}_env or {name}_file"
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; expected one of: {', '.join(known)}" if known else ""

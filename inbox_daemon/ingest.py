@@ -1,0 +1,192 @@
+"""Poll one source: fetch a batch, triage it, store it in one transaction, repeat while more."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .config import Settings, SourceSettings
+from .errors import InboxError, RetryableError
+from .interfaces import Batch, Cursor, FailedMessage, FeedbackRecord, SourceAdapter
+from .pipeline.reply_policy import ReplyContext
+from .pipeline.triage import Triage
+from .storage.batch import BatchOutcome, BatchPlan, SenderLimits, commit_batch
+from .storage.repository import acquire_lease, load_cursor
+
+logger = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class PollReport:
+    """What one poll of a source did."""
+
+    batches: int = 0
+    fetched: int = 0
+    stored: int = 0
+    absorbed: int = 0
+    duplicates: int = 0
+    replies_queued: int = 0
+    dead_letters: int = 0
+    lease_held: bool = True
+
+    def add(self, batch: Batch, outcome: BatchOutcome) -> None:
+        """Count one committed batch."""
+        self.batches += 1
+        self.fetched += len(batch.messages) + len(batch.failures)
+        self.stored += outcome.stored
+        self.absorbed += outcome.absorbed
+        self.duplicates += outcome.duplicates
+        self.replies_queued += outcome.replies_queued
+        self.dead_letters += outcome.dead_letters
+
+
+class SourceRunner:
+    """Polls one configured source through its adapter (one poll at a time)."""
+
+    def __init__(
+        self,
+        source: SourceSettings,
+        adapter: SourceAdapter,
+        *,
+        engine: AsyncEngine,
+        triage: Triage,
+        settings: Settings,
+        owner: str,
+    ) -> None:
+        self.source = source
+        self.adapter = adapter
+        self._engine = engine
+        self._triage = triage
+        self._settings = settings
+        self._owner = owner
+        self._open = False
+
+    async def poll(self) -> PollReport:
+        """Fetch and store everything the source holds now, batch by batch.
+
+        Raises:
+            RetryableError: the source or the database failed for now (the cursor stayed).
+            PermanentError: the source cannot be read until an operator acts.
+        """
+        report = PollReport()
+        ttl_s = self._settings.service.lease_ttl_s
+        if not await acquire_lease(
+            self._engine, self.source.name, self._owner, ttl_s=ttl_s, now=utcnow()
+        ):
+            report.lease_held = False
+            return report
+        try:
+            await self._ensure_open()
+            while await self._one_batch(report):
+                await acquire_lease(
+                    self._engine, self.source.name, self._owner, ttl_s=ttl_s, now=utcnow()
+                )
+        except BaseException:
+            await self.close()
+            raise
+        return report
+
+    async def close(self) -> None:
+        """Close the adapter's connection; the next poll reconnects."""
+        if self._open:
+            self._open = False
+            await self.adapter.close()
+
+    async def _ensure_open(self) -> None:
+        if not self._open:
+            await self.adapter.open()
+            self._open = True
+
+    async def _one_batch(self, report: PollReport) -> bool:
+        cursor, version = await load_cursor(self._engine, self.source.name)
+        batch = await self._fetch(cursor)
+        records, failures = self._triage_batch(batch)
+        plan = BatchPlan(
+            source=self.source.name,
+            owner=self._owner,
+            records=records,
+            failures=(*batch.failures, *failures),
+            cursor_version=version,
+            next_cursor=batch.next_cursor,
+            sla_s=self._settings.queue.sla_s,
+            limits=SenderLimits(
+                self._settings.replies.per_sender_per_hour,
+                self._settings.replies.per_sender_per_day,
+            ),
+        )
+        outcome = await commit_batch(self._engine, plan, now=utcnow())
+        report.add(batch, outcome)
+        await self._after_commit(batch)
+        logger.info(
+            "batch stored",
+            extra={
+                "source": self.source.name,
+                "stage": "commit",
+                "stored": outcome.stored,
+                "absorbed": outcome.absorbed,
+                "dead_letters": outcome.dead_letters,
+                "replies_queued": outcome.replies_queued,
+            },
+        )
+        return batch.more
+
+    async def _after_commit(self, batch: Batch) -> None:
+        try:
+            await self.adapter.after_commit(batch)
+        except InboxError as exc:
+            logger.warning(
+                "post-ingest action failed: %s",
+                exc,
+                extra={"source": self.source.name, "stage": "after_commit"},
+            )
+
+    async def _fetch(self, cursor: Cursor | None) -> Batch:
+        # The adapter times out each network call itself; this bounds the whole fetch.
+        try:
+            async with asyncio.timeout(self.source.timeout_s * 4):
+                return await self.adapter.fetch(cursor, self.source.batch_size)
+        except TimeoutError as exc:
+            raise RetryableError(f"fetch from {self.source.name!r} timed out") from exc
+
+    def _triage_batch(self, batch: Batch) -> tuple[list[FeedbackRecord], list[FailedMessage]]:
+        context = ReplyContext(
+            can_send=self.adapter.can_send(),
+            own_addresses=self._own_addresses(),
+            loop_marker=self._settings.replies.loop_marker,
+            max_ack_age_s=self._settings.replies.max_ack_age_s,
+            dry_run=self._settings.replies.dry_run,
+            now=utcnow(),
+        )
+        records: list[FeedbackRecord] = []
+        failures: list[FailedMessage] = []
+        for message in batch.messages:
+            try:
+                records.append(
+                    self._triage.record(message, source=self.source.name, context=context)
+                )
+            except Exception as exc:  # one message must never sink its batch: dead-letter it
+                logger.exception(
+                    "triage failed", extra={"source": self.source.name, "stage": "triage"}
+                )
+                failures.append(
+                    FailedMessage(
+                        message.external_id,
+                        message.raw_ref,
+                        f"triage failed: {exc!r}",
+                        len(message.full_text),
+                    )
+                )
+        return records, failures
+
+    def _own_addresses(self) -> frozenset[str]:
+        configured = {address.lower() for address in self._settings.replies.own_addresses}
+        return frozenset(configured | self.adapter.own_addresses())

@@ -1,0 +1,195 @@
+"""The running service: one APScheduler job per source, the outbox sender, and their lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import secrets
+import socket
+from collections.abc import Coroutine, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .config import ServiceSettings, Settings
+from .errors import InboxError, PermanentError, RetryableError
+from .ingest import PollReport, SourceRunner, utcnow
+from .outbox import DeliveryReport, OutboxSender
+from .pipeline.triage import load_triage
+from .registry import adapter_plugin
+from .storage.engine import create_engine, database_url
+from .storage.migrate import ensure_migrated
+from .storage.repository import record_poll, recover_interrupted_sends, register_sources
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Channels whose replies may be sent again after a crash left them ``sending``: a repeated
+#: e-mail carries the same Message-ID, so the recipient's client shows it once.
+RESENDABLE_CHANNELS = ("email",)
+
+
+def backoff_delay_s(failures: int, settings: ServiceSettings, error: BaseException) -> float:
+    """How long a source rests after its ``failures``-th consecutive failure."""
+    if isinstance(error, PermanentError):
+        return settings.backoff_cap_s
+    base = min(settings.backoff_cap_s, settings.backoff_base_s * 2.0 ** max(failures - 1, 0))
+    delay = base * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
+    defer_s = error.defer_s if isinstance(error, RetryableError) else None
+    return max(delay, defer_s or 0.0)
+
+
+@dataclass(slots=True)
+class RunReport:
+    """What ``run --once`` did: each source's poll or error, and the deliveries."""
+
+    polls: dict[str, PollReport] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    delivery: DeliveryReport = field(default_factory=DeliveryReport)
+
+
+class Daemon:
+    """Sources, their runners and the outbox sender over one database, for one process."""
+
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine, runners: Mapping[str, SourceRunner]
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.runners = dict(runners)
+        self.outbox = OutboxSender(
+            engine, {name: runner.adapter for name, runner in runners.items()}, settings.outbox
+        )
+        self._failures: dict[str, int] = dict.fromkeys(runners, 0)
+        self._resume_at: dict[str, datetime] = {}
+        self._in_flight: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    async def open(cls, settings: Settings, stack: AsyncExitStack) -> Daemon:
+        """Build the daemon from ``settings``; everything it opens is closed by ``stack``.
+
+        Raises:
+            ConfigError: rules or templates are invalid.
+            NotMigratedError: the database needs ``inbox-daemon migrate``.
+        """
+        triage = load_triage(settings)
+        engine = create_engine(database_url(settings.storage.url, settings.config_dir))
+        stack.push_async_callback(engine.dispose)
+        await ensure_migrated(engine)
+        owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        runners = {}
+        for source in settings.sources:
+            if not source.enabled:
+                continue
+            adapter = adapter_plugin(source.kind).create(source)
+            runner = SourceRunner(
+                source, adapter, engine=engine, triage=triage, settings=settings, owner=owner
+            )
+            stack.push_async_callback(runner.close)
+            runners[source.name] = runner
+        await register_sources(engine, [(s.name, s.kind) for s in settings.sources if s.enabled])
+        await recover_interrupted_sends(engine, resend_channels=RESENDABLE_CHANNELS)
+        return cls(settings, engine, runners)
+
+    async def run_once(self) -> RunReport:
+        """Poll every source once (one failing never stops another), then deliver due replies."""
+        report = RunReport()
+        for name in self.runners:
+            poll = await self.poll_source(name)
+            if isinstance(poll, PollReport):
+                report.polls[name] = poll
+            else:
+                report.errors[name] = poll
+        report.delivery = await self.outbox.deliver_due()
+        return report
+
+    async def poll_source(self, name: str) -> PollReport | str:
+        """Poll one source and record its state; returns the report, or the error as text."""
+        try:
+            poll = await self.runners[name].poll()
+        except InboxError as exc:
+            return await self._failed(name, exc)
+        except OSError as exc:  # the database or a socket outside an adapter's own handling
+            return await self._failed(name, exc)
+        self._failures[name] = 0
+        await record_poll(self.engine, name, now=utcnow(), fetched=poll.fetched)
+        return poll
+
+    async def _failed(self, name: str, error: BaseException) -> str:
+        self._failures[name] += 1
+        delay_s = backoff_delay_s(self._failures[name], self.settings.service, error)
+        until = self._resume_at[name] = utcnow() + timedelta(seconds=delay_s)
+        text = f"{type(error).__name__}: {error}"
+        await record_poll(self.engine, name, now=utcnow(), error=text, backoff_until=until)
+        logger.warning(
+            "source failed; backing off %.0f s",
+            delay_s,
+            extra={"source": name, "stage": "fetch", "error": text},
+        )
+        return text
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Run the scheduled jobs until ``stop`` is set, then drain in-flight work."""
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        for name, runner in self.runners.items():
+            scheduler.add_job(
+                self._job,
+                IntervalTrigger(seconds=runner.source.poll_interval_s),
+                args=(scheduler, name),
+                id=f"source:{name}",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=utcnow(),
+            )
+        scheduler.add_job(
+            self._deliver_job,
+            IntervalTrigger(seconds=self.settings.outbox.poll_interval_s),
+            id="outbox",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=utcnow(),
+        )
+        scheduler.start()
+        try:
+            await stop.wait()
+        finally:
+            scheduler.pause()
+            await self._drain()
+            scheduler.shutdown(wait=False)
+
+    async def _job(self, scheduler: AsyncIOScheduler, name: str) -> None:
+        result = await self._tracked(self.poll_source(name))
+        if isinstance(result, str):
+            scheduler.modify_job(f"source:{name}", next_run_time=self._resume_at[name])
+
+    async def _deliver_job(self) -> None:
+        await self._tracked(self.outbox.deliver_due())
+
+    async def _tracked(self, work: Coroutine[Any, Any, T]) -> T:
+        # APScheduler 3 cancels running jobs when it shuts down; the daemon awaits its own
+        # tasks within the grace period first, so a batch is committed or rolled back whole.
+        task = asyncio.ensure_future(work)
+        self._in_flight.add(task)
+        try:
+            return await asyncio.shield(task)
+        finally:
+            self._in_flight.discard(task)
+
+    async def _drain(self) -> None:
+        if not self._in_flight:
+            return
+        grace_s = self.settings.service.shutdown_grace_s
+        _done, pending = await asyncio.wait(self._in_flight, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            logger.warning("abandoned %d in-flight jobs after %.0f s", len(pending), grace_s)
+            await asyncio.wait(pending)

@@ -1,0 +1,320 @@
+"""The one transaction that stores a fetched batch.
+
+Records, their queue items, the acknowledgments to send and the source's new cursor are
+written together or not at all. Records go in with ``INSERT … ON CONFLICT DO NOTHING
+RETURNING``, so a re-fetched message is absorbed without aborting the batch; queue items and
+outbox rows are made only for the ids that came back. The cursor moves by compare-and-set on
+its version and the lease must still be ours, so a replica that lost its lease mid-batch can
+neither commit nor move a cursor backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..errors import RetryableError
+from ..interfaces import Cursor, FailedMessage, FeedbackRecord
+from .rows import outbox_row, queue_row, record_row
+from .schema import (
+    cursors,
+    dead_letters,
+    feedback_records,
+    leases,
+    outbox,
+    queue_items,
+    reply_log,
+)
+
+
+class LostLeaseError(RetryableError):
+    """Another replica holds this source now; the batch was rolled back."""
+
+
+class CursorConflictError(RetryableError):
+    """The cursor moved since it was read; the batch was rolled back."""
+
+
+@dataclass(frozen=True, slots=True)
+class SenderLimits:
+    """At most this many acknowledgments to one sender per hour and per day."""
+
+    per_hour: int
+    per_day: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPlan:
+    """Everything one commit writes for a source.
+
+    Attributes:
+        source: the source's name.
+        owner: this replica's lease owner id.
+        records: the triaged records, in source order.
+        failures: messages that become dead letters.
+        cursor_version: the version of the cursor the fetch started from (``None``: no cursor).
+        next_cursor: the cursor after the batch.
+        sla_s: seconds to due time, by priority.
+        limits: per-sender acknowledgment limits.
+    """
+
+    source: str
+    owner: str
+    records: Sequence[FeedbackRecord]
+    failures: Sequence[FailedMessage]
+    cursor_version: int | None
+    next_cursor: Cursor
+    sla_s: Mapping[str, int]
+    limits: SenderLimits
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What a commit did, for logs and metrics."""
+
+    stored: int
+    absorbed: int
+    duplicates: int
+    replies_queued: int
+    dead_letters: int
+
+
+async def commit_batch(engine: AsyncEngine, plan: BatchPlan, *, now: datetime) -> BatchOutcome:
+    """Store ``plan`` in one transaction.
+
+    Raises:
+        LostLeaseError: the source's lease is no longer ``plan.owner``'s.
+        CursorConflictError: the cursor's version is not ``plan.cursor_version`` any more.
+    """
+    async with engine.begin() as conn:
+        await _check_lease(conn, plan.source, plan.owner, now)
+        ids = await _insert_records(conn, plan.records, now)
+        new = [
+            (ids[r.message.external_id], r)
+            for r in _unique(plan.records)
+            if r.message.external_id in ids
+        ]
+        duplicates = await _mark_duplicates(conn, plan.source, new)
+        originals = [(record_id, r) for record_id, r in new if record_id not in duplicates]
+        await _insert_many(
+            conn,
+            queue_items,
+            [
+                queue_row(record_id, r, now=now, sla_s=plan.sla_s[r.classification.priority])
+                for record_id, r in originals
+            ],
+        )
+        queued = await _queue_replies(conn, originals, plan.limits, now)
+        dead = await _insert_dead_letters(conn, plan.source, plan.failures, now)
+        await _move_cursor(conn, plan.source, plan.cursor_version, plan.next_cursor, now)
+    return BatchOutcome(len(new), len(plan.records) - len(new), len(duplicates), queued, dead)
+
+
+def upsert(conn: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's INSERT, which offers ``on_conflict_do_nothing`` / ``_do_update``."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _unique(records: Sequence[FeedbackRecord]) -> list[FeedbackRecord]:
+    # The same message twice in one batch (one mail in two folders of one source).
+    return list({record.message.external_id: record for record in reversed(records)}.values())[::-1]
+
+
+async def _check_lease(conn: AsyncConnection, source: str, owner: str, now: datetime) -> None:
+    result = await conn.execute(
+        select(leases.c.owner).where(
+            leases.c.source == source, leases.c.owner == owner, leases.c.expires_at > now
+        )
+    )
+    if result.first() is None:
+        raise LostLeaseError(f"lease on source {source!r} is no longer held by {owner}")
+
+
+async def _insert_records(
+    conn: AsyncConnection, records: Sequence[FeedbackRecord], now: datetime
+) -> dict[str, int]:
+    if not records:
+        return {}
+    statement = (
+        upsert(conn, feedback_records)
+        .on_conflict_do_nothing(index_elements=["source", "external_id"])
+        .returning(feedback_records.c.id, feedback_records.c.external_id)
+    )
+    rows = [record_row(record, now=now) for record in _unique(records)]
+    result = await conn.execute(statement, rows)
+    return {external_id: record_id for record_id, external_id in result.all()}
+
+
+async def _mark_duplicates(
+    conn: AsyncConnection, source: str, new: Sequence[tuple[int, FeedbackRecord]]
+) -> dict[int, int]:
+    """Level 2: the same message already stored through another source (a second mailbox)."""
+    by_key = {(r.message.channel, r.message.external_id): record_id for record_id, r in new}
+    if not by_key:
+        return {}
+    earlier = (
+        select(
+            feedback_records.c.id,
+            feedback_records.c.channel,
+            feedback_records.c.external_id,
+            feedback_records.c.reference,
+            feedback_records.c.source,
+        )
+        .where(
+            feedback_records.c.source != source,
+            feedback_records.c.external_id.in_([key[1] for key in by_key]),
+        )
+        .order_by(feedback_records.c.id)
+    )
+    duplicates: dict[int, int] = {}
+    for original_id, channel, external_id, reference, other in (await conn.execute(earlier)).all():
+        record_id = by_key.get((channel, external_id))
+        if record_id is not None and record_id not in duplicates:
+            duplicates[record_id] = original_id
+            await _set_ack(
+                conn,
+                record_id,
+                "withheld",
+                f"duplicate of {reference} (the same message, received via {other})",
+                duplicate_of=original_id,
+            )
+    return duplicates
+
+
+async def _queue_replies(
+    conn: AsyncConnection,
+    originals: Sequence[tuple[int, FeedbackRecord]],
+    limits: SenderLimits,
+    now: datetime,
+) -> int:
+    queued = 0
+    for record_id, record in originals:
+        if not record.ack.send or record.reply is None:
+            continue
+        reason = await _sender_limit_reason(conn, record, limits, now)
+        if reason is None and not await _claim_thread(conn, record_id, record, now):
+            reason = "this conversation was already acknowledged"
+        if reason is not None:
+            await _set_ack(conn, record_id, "withheld", reason)
+            continue
+        await conn.execute(insert(outbox), [outbox_row(record_id, record, record.reply, now=now)])
+        queued += 1
+    return queued
+
+
+async def _sender_limit_reason(
+    conn: AsyncConnection, record: FeedbackRecord, limits: SenderLimits, now: datetime
+) -> str | None:
+    sender = record.message.sender
+    for window, limit, label in (
+        (timedelta(hours=1), limits.per_hour, "hour"),
+        (timedelta(days=1), limits.per_day, "day"),
+    ):
+        count = await conn.scalar(
+            select(func.count())
+            .select_from(reply_log)
+            .where(
+                reply_log.c.channel == record.message.channel,
+                reply_log.c.sender_id == sender.id,
+                reply_log.c.created_at > now - window,
+            )
+        )
+        if (count or 0) >= limit:
+            return f"sender limit reached: {limit} acknowledgments per {label}"
+    return None
+
+
+async def _claim_thread(
+    conn: AsyncConnection, record_id: int, record: FeedbackRecord, now: datetime
+) -> bool:
+    """Record the one acknowledgment of this thread; False when the thread already has it."""
+    message = record.message
+    statement = (
+        upsert(conn, reply_log)
+        .values(
+            channel=message.channel,
+            thread_key=message.thread_key,
+            sender_id=message.sender.id,
+            record_id=record_id,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["channel", "thread_key"])
+        .returning(reply_log.c.id)
+    )
+    return (await conn.execute(statement)).first() is not None
+
+
+async def _set_ack(
+    conn: AsyncConnection,
+    record_id: int,
+    action: str,
+    reason: str,
+    *,
+    duplicate_of: int | None = None,
+) -> None:
+    values: dict[str, Any] = {"ack_decision": action, "ack_reason": reason}
+    if duplicate_of is not None:
+        values["duplicate_of"] = duplicate_of
+    await conn.execute(
+        update(feedback_records).where(feedback_records.c.id == record_id).values(**values)
+    )
+
+
+async def _insert_many(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(table), list(rows))
+
+
+async def _insert_dead_letters(
+    conn: AsyncConnection, source: str, failures: Sequence[FailedMessage], now: datetime
+) -> int:
+    if not failures:
+        return 0
+    rows = [
+        {
+            "source": source,
+            "external_id": f.external_id,
+            "raw_ref": f.raw_ref,
+            "error": f.error,
+            "size_bytes": f.size_bytes,
+            "replayed": False,
+            "created_at": now,
+        }
+        for f in failures
+    ]
+    statement = (
+        upsert(conn, dead_letters)
+        .on_conflict_do_nothing(index_elements=["source", "external_id"])
+        .returning(dead_letters.c.id)
+    )
+    return len((await conn.execute(statement, rows)).all())
+
+
+async def _move_cursor(
+    conn: AsyncConnection, source: str, version: int | None, value: Cursor, now: datetime
+) -> None:
+    if version is None:
+        statement = (
+            upsert(conn, cursors)
+            .values(source=source, value=dict(value), version=1, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["source"])
+            .returning(cursors.c.version)
+        )
+        moved = (await conn.execute(statement)).first() is not None
+    else:
+        result = await conn.execute(
+            update(cursors)
+            .where(and_(cursors.c.source == source, cursors.c.version == version))
+            .values(value=dict(value), version=version + 1, updated_at=now)
+        )
+        moved = result.rowcount == 1
+    if not moved:
+        raise CursorConflictError(f"cursor of source {source!r} moved under this batch")

@@ -1,0 +1,58 @@
+"""Open the database: SQLite in WAL mode (the embedded default) or PostgreSQL via asyncpg."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+#: How long a SQLite writer waits for another process's lock before failing.
+SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
+
+
+def database_url(url: str, base_dir: Path) -> URL:
+    """The async driver URL for ``url``; a relative SQLite path is resolved against ``base_dir``."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not Path(database).is_absolute():
+            database = str((base_dir / database).resolve())
+        return parsed.set(drivername="sqlite+aiosqlite", database=database)
+    return parsed.set(drivername="postgresql+asyncpg")
+
+
+def create_engine(url: URL) -> AsyncEngine:
+    """An engine for ``url`` (from :func:`database_url`), tuned for this service."""
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _configure(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy, not the driver, open transactions so they can be BEGIN IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        # Take the write lock up front: two writers then queue on busy_timeout instead of
+        # failing with "database is locked" when a read transaction tries to upgrade.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
