@@ -23,7 +23,12 @@ from .registry import adapter_plugin
 from .scheduler import Daemon, RunReport
 from .storage.engine import create_engine, database_url
 from .storage.migrate import ensure_migrated, upgrade
-from .storage.repository import outbox_backlog, queue_listing, source_states
+from .storage.repository import (
+    outbox_backlog,
+    outbox_problems,
+    queue_listing,
+    source_states,
+)
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -34,10 +39,15 @@ Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv``) and return the exit code."""
+    return asyncio.run(run_cli(argv))
+
+
+async def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` on the running event loop and return the exit code."""
     args = _parser().parse_args(argv)
     command: Command = args.command
     try:
-        return asyncio.run(command(args))
+        return await command(args)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -128,6 +138,9 @@ def _stop_on_signals() -> asyncio.Event:
 
 def _print_run(report: RunReport) -> None:
     for name, poll in report.polls.items():
+        if not poll.lease_held:
+            print(f"{name}: skipped: another process holds its lease")
+            continue
         print(
             f"{name}: fetched {poll.fetched}, stored {poll.stored}, "
             f"already stored {poll.absorbed}, "
@@ -177,28 +190,44 @@ async def _status(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     async with AsyncExitStack() as stack:
         engine = await _open_engine(settings, stack)
-        states, backlog = await source_states(engine), await outbox_backlog(engine)
+        document = {
+            "sources": [vars_of(state) for state in await source_states(engine)],
+            "outbox": await outbox_backlog(engine),
+            "outbox_errors": await outbox_problems(engine),
+        }
     if args.json:
-        document = {"sources": [vars_of(state) for state in states], "outbox": backlog}
         print(json.dumps(document, default=_json_default, indent=2))
-        return EXIT_OK
-    for state in states:
-        print(
-            f"{state.name} ({state.kind}): {state.state}; "
-            f"last poll {state.last_poll_at or 'never'}; "
-            f"last success {state.last_success_at or 'never'}; fetched {state.fetched_total}"
-            + (
-                f"; failing x{state.consecutive_failures}: {state.last_error}; "
-                f"next try after {state.backoff_until}"
-                if state.last_error
-                else ""
-            )
-        )
-    print(
-        "outbox: "
-        + (", ".join(f"{state} {count}" for state, count in sorted(backlog.items())) or "empty")
-    )
+    else:
+        print(format_status(document))
     return EXIT_OK
+
+
+def format_status(document: dict[str, Any]) -> str:
+    """The status report as text: sources, outbox backlog and the replies in trouble."""
+    lines = []
+    for source in document["sources"]:
+        line = (
+            f"{source['name']} ({source['kind']}): {source['state']}; "
+            f"last poll {source['last_poll_at'] or 'never'}; "
+            f"last success {source['last_success_at'] or 'never'}; "
+            f"fetched {source['fetched_total']}"
+        )
+        if source["last_error"]:
+            line += (
+                f"; failing x{source['consecutive_failures']}: {source['last_error']}; "
+                f"next try after {source['backoff_until']}"
+            )
+        lines.append(line)
+    backlog = document["outbox"]
+    lines.append(
+        "outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(backlog.items())) or "empty")
+    )
+    for row in document["outbox_errors"]:
+        lines.append(
+            f"  reply {row['id']} ({row['source']}): {row['state']} after {row['attempts']} "
+            f"attempts, next attempt {row['next_attempt_at']}: {row['last_error']}"
+        )
+    return "\n".join(lines)
 
 
 def vars_of(state: object) -> dict[str, Any]:

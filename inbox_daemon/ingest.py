@@ -15,7 +15,7 @@ from .interfaces import Batch, Cursor, FailedMessage, FeedbackRecord, SourceAdap
 from .pipeline.reply_policy import ReplyContext
 from .pipeline.triage import Triage
 from .storage.batch import BatchOutcome, BatchPlan, SenderLimits, commit_batch
-from .storage.repository import acquire_lease, load_cursor
+from .storage.repository import acquire_lease, load_cursor, release_lease
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,11 @@ class SourceRunner:
         if self._open:
             self._open = False
             await self.adapter.close()
+
+    async def release(self) -> None:
+        """Close, and give up the lease so another process may poll the source at once."""
+        await self.close()
+        await release_lease(self._engine, self.source.name, self._owner)
 
     async def _ensure_open(self) -> None:
         if not self._open:

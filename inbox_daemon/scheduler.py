@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .config import ServiceSettings, Settings
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_MAX_ERROR_CHARS = 500
+
 #: Channels whose replies may be sent again after a crash left them ``sending``: a repeated
 #: e-mail carries the same Message-ID, so the recipient's client shows it once.
 RESENDABLE_CHANNELS = ("email",)
@@ -45,6 +48,21 @@ def backoff_delay_s(failures: int, settings: ServiceSettings, error: BaseExcepti
     delay = base * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
     defer_s = error.defer_s if isinstance(error, RetryableError) else None
     return max(delay, defer_s or 0.0)
+
+
+def describe_error(error: BaseException) -> str:
+    """A one-line description of ``error`` fit for logs and ``status``.
+
+    A database error's own text carries the statement's parameters (customer text); only the
+    driver's message is kept.
+    """
+    if isinstance(error, SQLAlchemyError):
+        cause = getattr(error, "orig", None) or error.__cause__ or error
+        first_line = str(cause).splitlines()[0] if str(cause) else ""
+        text = f"database error: {type(cause).__name__}: {first_line}"
+    else:
+        text = f"{type(error).__name__}: {error}"
+    return text[:_MAX_ERROR_CHARS]
 
 
 @dataclass(slots=True)
@@ -93,7 +111,7 @@ class Daemon:
             runner = SourceRunner(
                 source, adapter, engine=engine, triage=triage, settings=settings, owner=owner
             )
-            stack.push_async_callback(runner.close)
+            stack.push_async_callback(runner.release)
             runners[source.name] = runner
         await register_sources(engine, [(s.name, s.kind) for s in settings.sources if s.enabled])
         await recover_interrupted_sends(engine, resend_channels=RESENDABLE_CHANNELS)
@@ -117,7 +135,7 @@ class Daemon:
             poll = await self.runners[name].poll()
         except InboxError as exc:
             return await self._failed(name, exc)
-        except OSError as exc:  # the database or a socket outside an adapter's own handling
+        except (OSError, SQLAlchemyError) as exc:  # the database, or a socket outside an adapter
             return await self._failed(name, exc)
         self._failures[name] = 0
         await record_poll(self.engine, name, now=utcnow(), fetched=poll.fetched)
@@ -127,7 +145,7 @@ class Daemon:
         self._failures[name] += 1
         delay_s = backoff_delay_s(self._failures[name], self.settings.service, error)
         until = self._resume_at[name] = utcnow() + timedelta(seconds=delay_s)
-        text = f"{type(error).__name__}: {error}"
+        text = describe_error(error)
         await record_poll(self.engine, name, now=utcnow(), error=text, backoff_until=until)
         logger.warning(
             "source failed; backing off %.0f s",

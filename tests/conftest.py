@@ -20,7 +20,9 @@ if not CORPORA.is_dir():  # a checkout whose shared/ sits beside the repository'
     CORPORA = Path(os.environ.get("INBOX_CORPORA", "../shared/corpora")).resolve()
 
 PG_URL = os.environ.get("INBOX_TEST_PG_URL")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)] if PG_URL else ["sqlite"]
+BACKENDS = (
+    ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)] if PG_URL else ["sqlite"]
+)
 
 
 @pytest.fixture(params=BACKENDS)

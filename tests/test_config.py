@@ -72,7 +72,9 @@ def test_secret_written_in_config_is_refused_with_hint(tmp_path: Path) -> None:
 def test_secret_read_from_file(tmp_path: Path) -> None:
     secret = tmp_path / "imap-password"
     secret.write_text("from-a-file\n", encoding="utf-8")
-    path = example_with(tmp_path, 'password_env = "SUPPORT_MAIL_PASSWORD"', f'password_file = "{secret}"')
+    path = example_with(
+        tmp_path, 'password_env = "SUPPORT_MAIL_PASSWORD"', f'password_file = "{secret}"'
+    )
     source = load_settings(path).source("support-mail")
     assert source.credential() == "from-a-file"  # type: ignore[attr-defined]
 
@@ -83,10 +85,13 @@ def test_secret_read_from_file(tmp_path: Path) -> None:
         ('kind = "imap"', 'kind = "fax"', "unknown source kind 'fax'"),
         ("config_version = 1", "config_version = 2", "config_version"),
         ('post_ingest = "none"', 'post_ingest = "delete"', "'none', 'flag' or 'move:<folder>'"),
-        ('ticket_url = "https://support.example.com/new?ref={reference}"',
-         'ticket_url = "https://support.example.com/new"', "containing {reference}"),
+        (
+            'ticket_url = "https://support.example.com/new?ref={reference}"',
+            'ticket_url = "https://support.example.com/new"',
+            "containing {reference}",
+        ),
         ('url = "sqlite:///./inbox.db"', 'url = "mysql://x"', "sqlite:///PATH or postgresql"),
-        ("[[sources]]\nname", "[[sources]]\nname = \"x\"\nname", "not valid TOML"),
+        ("[[sources]]\nname", '[[sources]]\nname = "x"\nname', "not valid TOML"),
     ],
 )
 def test_invalid_values_are_explained(tmp_path: Path, old: str, new: str, expected: str) -> None:
@@ -96,12 +101,14 @@ def test_invalid_values_are_explained(tmp_path: Path, old: str, new: str, expect
 
 def test_duplicate_source_names_are_refused(tmp_path: Path) -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
-    sources = text[text.index("[[sources]]"):]
+    sources = text[text.index("[[sources]]") :]
     with pytest.raises(ConfigError, match="'support-mail' is used twice"):
         load_settings(write(tmp_path, text + "\n" + sources))
 
 
-def test_check_config_exits_2_and_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_exits_2_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = example_with(tmp_path, "batch_size = 100", "batch_size = -1")
     assert main(["check-config", "--config", str(path)]) == 2
     error = capsys.readouterr().err

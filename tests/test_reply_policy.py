@@ -57,9 +57,15 @@ def test_auto_submitted_no_is_a_person() -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["MAILER-DAEMON@mx.example.net", "postmaster@example.net", "no-reply@example.net",
-     "noreply@example.net", "do-not-reply@example.net", "donotreply+x@example.net",
-     "bounces@lists.example.org"],
+    [
+        "MAILER-DAEMON@mx.example.net",
+        "postmaster@example.net",
+        "no-reply@example.net",
+        "noreply@example.net",
+        "do-not-reply@example.net",
+        "donotreply+x@example.net",
+        "bounces@lists.example.org",
+    ],
 )
 def test_automated_senders_are_not_acknowledged(address: str) -> None:
     decision = decide(message(sender=sender(address)), CONTEXT)
@@ -78,7 +84,10 @@ def test_reply_to_our_own_address_is_never_answered() -> None:
 
 
 def test_mail_without_any_address_is_not_answered() -> None:
-    assert decide(message(sender=Identity("email", "", "")), CONTEXT).reason == "no address to reply to"
+    assert (
+        decide(message(sender=Identity("email", "", "")), CONTEXT).reason
+        == "no address to reply to"
+    )
 
 
 def test_old_mail_is_not_acknowledged() -> None:

@@ -85,10 +85,18 @@ async def test_unmigrated_database_is_refused(database: str, tmp_path) -> None:
 
 async def test_batch_stores_records_queue_items_replies_and_cursor(engine: AsyncEngine) -> None:
     await leased(engine)
-    records = [record(message(f"m{i}@example.net", thread_key=f"m{i}@example.net",
-                              sender=message().sender.__class__("email", f"u{i}@example.net",
-                                                                f"u{i}@example.net")))
-               for i in range(3)]
+    records = [
+        record(
+            message(
+                f"m{i}@example.net",
+                thread_key=f"m{i}@example.net",
+                sender=message().sender.__class__(
+                    "email", f"u{i}@example.net", f"u{i}@example.net"
+                ),
+            )
+        )
+        for i in range(3)
+    ]
     outcome = await commit_batch(engine, plan(records), now=NOW)
     assert (outcome.stored, outcome.absorbed, outcome.replies_queued) == (3, 0, 3)
     assert await count(engine, feedback_records) == 3
@@ -108,9 +116,17 @@ async def test_refetched_messages_are_absorbed_without_second_reply(engine: Asyn
     assert (outcome.stored, outcome.absorbed) == (1, 1)
     assert await count(engine, feedback_records) == 2
     async with engine.connect() as conn:
-        replied = (await conn.execute(
-            select(feedback_records.c.external_id).join(
-                outbox, outbox.c.record_id == feedback_records.c.id))).scalars().all()
+        replied = (
+            (
+                await conn.execute(
+                    select(feedback_records.c.external_id).join(
+                        outbox, outbox.c.record_id == feedback_records.c.id
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert sorted(replied) == ["a@example.net", "b@example.net"]  # a once, not twice
 
 
@@ -153,8 +169,11 @@ async def test_same_message_id_through_second_mailbox_is_a_silent_duplicate(
     outcome = await commit_batch(engine, plan([copy], source="sales-mail"), now=NOW)
     assert (outcome.stored, outcome.duplicates, outcome.replies_queued) == (1, 1, 0)
     async with engine.connect() as conn:
-        row = (await conn.execute(select(feedback_records).where(
-            feedback_records.c.source == "sales-mail"))).one()
+        row = (
+            await conn.execute(
+                select(feedback_records).where(feedback_records.c.source == "sales-mail")
+            )
+        ).one()
     assert row.duplicate_of is not None
     assert row.ack_decision == "withheld"
     assert "duplicate of FB-" in row.ack_reason
@@ -167,8 +186,17 @@ async def test_sender_limit_withholds_further_acknowledgments(engine: AsyncEngin
     outcome = await commit_batch(engine, plan(records, limits=SenderLimits(2, 10)), now=NOW)
     assert outcome.replies_queued == 2
     async with engine.connect() as conn:
-        reasons = (await conn.execute(select(feedback_records.c.ack_reason).where(
-            feedback_records.c.ack_decision == "withheld"))).scalars().all()
+        reasons = (
+            (
+                await conn.execute(
+                    select(feedback_records.c.ack_reason).where(
+                        feedback_records.c.ack_decision == "withheld"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert reasons == ["sender limit reached: 2 acknowledgments per hour"]
 
 
@@ -183,13 +211,23 @@ async def test_failed_messages_become_dead_letters_and_cursor_moves(engine: Asyn
 
 async def test_concurrent_claims_never_share_a_reply(engine: AsyncEngine) -> None:
     await leased(engine)
-    records = [record(message(f"c{i}@example.net", thread_key=f"c{i}",
-                              sender=message().sender.__class__("email", f"c{i}@x.net", f"c{i}@x.net")))
-               for i in range(20)]
+    records = [
+        record(
+            message(
+                f"c{i}@example.net",
+                thread_key=f"c{i}",
+                sender=message().sender.__class__("email", f"c{i}@x.net", f"c{i}@x.net"),
+            )
+        )
+        for i in range(20)
+    ]
     await commit_batch(engine, plan(records), now=NOW)
-    claims = await asyncio.gather(*[
-        claim_due_replies(engine, now=NOW, limit=7, sources_served=["support-mail"]) for _ in range(4)
-    ])
+    claims = await asyncio.gather(
+        *[
+            claim_due_replies(engine, now=NOW, limit=7, sources_served=["support-mail"])
+            for _ in range(4)
+        ]
+    )
     keys = [claimed.reply.idempotency_key for batch in claims for claimed in batch]
     assert len(keys) == 20
     assert len(set(keys)) == 20
@@ -200,8 +238,11 @@ async def test_reply_outcomes_are_stored(engine: AsyncEngine) -> None:
     records = [record(message(f"o{i}@example.net", thread_key=f"o{i}")) for i in range(3)]
     await commit_batch(engine, plan(records), now=NOW)
     claimed = await claim_due_replies(engine, now=NOW, limit=10, sources_served=["support-mail"])
-    results = [SendResult.sent("<ack-1@example.com>"), SendResult.retry("451 busy"),
-               SendResult.failed("550 no such user")]
+    results = [
+        SendResult.sent("<ack-1@example.com>"),
+        SendResult.retry("451 busy"),
+        SendResult.failed("550 no such user"),
+    ]
     for item, result in zip(claimed, results, strict=True):
         retry_at = NOW + timedelta(minutes=1) if result.outcome == "retry" else None
         await finish_reply(engine, item.reply, result, now=NOW, retry_at=retry_at)
@@ -209,8 +250,9 @@ async def test_reply_outcomes_are_stored(engine: AsyncEngine) -> None:
         states = sorted((await conn.execute(select(outbox.c.state, outbox.c.last_error))).all())
     assert states == [("failed", "550 no such user"), ("retry", "451 busy"), ("sent", None)]
     assert await claim_due_replies(engine, now=NOW, limit=10, sources_served=["support-mail"]) == []
-    due = await claim_due_replies(engine, now=NOW + timedelta(minutes=2), limit=10,
-                                  sources_served=["support-mail"])
+    due = await claim_due_replies(
+        engine, now=NOW + timedelta(minutes=2), limit=10, sources_served=["support-mail"]
+    )
     assert [item.attempt for item in due] == [2]
 
 
@@ -220,12 +262,24 @@ async def test_interrupted_email_sends_are_retried_others_become_unknown(
     await leased(engine)
     await commit_batch(engine, plan([record()]), now=NOW)
     async with engine.begin() as conn:
-        await conn.execute(text("INSERT INTO reply_log (channel, thread_key, sender_id, record_id,"
-                                " created_at) SELECT 'x', 'dm', 'u', id, created_at FROM outbox"))
-        await conn.execute(outbox.insert().from_select(
-            [c.name for c in outbox.c if c.name != "id"],
-            select(*[outbox.c[c.name] if c.name != "channel" else text("'twitter'")
-                     for c in outbox.c if c.name != "id"])))
+        await conn.execute(
+            text(
+                "INSERT INTO reply_log (channel, thread_key, sender_id, record_id,"
+                " created_at) SELECT 'x', 'dm', 'u', id, created_at FROM outbox"
+            )
+        )
+        await conn.execute(
+            outbox.insert().from_select(
+                [c.name for c in outbox.c if c.name != "id"],
+                select(
+                    *[
+                        outbox.c[c.name] if c.name != "channel" else text("'twitter'")
+                        for c in outbox.c
+                        if c.name != "id"
+                    ]
+                ),
+            )
+        )
         await conn.execute(outbox.update().values(state="sending"))
     assert await recover_interrupted_sends(engine, resend_channels=["email"]) == 1
     async with engine.connect() as conn:

@@ -27,9 +27,15 @@ def rules_file(tmp_path: Path, text: str) -> Path:
 
 def test_bundled_rules_route_a_hacked_account_to_risk_control_first() -> None:
     classifier = load_rules(ROOT / "config" / "rules.toml")
-    hacked = message(subject="Account hacked", text="Someone logged in and made an unauthorized withdrawal")
+    hacked = message(
+        subject="Account hacked", text="Someone logged in and made an unauthorized withdrawal"
+    )
     labels = classifier.classify(hacked, "en")
-    assert (labels.category, labels.priority, labels.team) == ("account_security", "P1", "risk_control")
+    assert (labels.category, labels.priority, labels.team) == (
+        "account_security",
+        "P1",
+        "risk_control",
+    )
     assert any("account-compromised" in reason for reason in labels.reasons)
 
 
@@ -41,19 +47,30 @@ def test_no_rule_means_other_p4_with_the_reason_shown() -> None:
 
 
 def test_latin_keywords_match_whole_words_only(tmp_path: Path) -> None:
-    classifier = load_rules(rules_file(tmp_path, '[[rules]]\nname = "api"\ncategory = "api"\nkeywords = ["api"]\n'))
-    assert classifier.classify(message(subject="", text="a rapid answer please"), "en").category == "other"
-    assert classifier.classify(message(subject="", text="the API returns 500"), "en").category == "api"
+    classifier = load_rules(
+        rules_file(tmp_path, '[[rules]]\nname = "api"\ncategory = "api"\nkeywords = ["api"]\n')
+    )
+    assert (
+        classifier.classify(message(subject="", text="a rapid answer please"), "en").category
+        == "other"
+    )
+    assert (
+        classifier.classify(message(subject="", text="the API returns 500"), "en").category == "api"
+    )
 
 
 def test_bad_regex_is_an_error_naming_the_rule(tmp_path: Path) -> None:
-    path = rules_file(tmp_path, '[[rules]]\nname = "broken"\ncategory = "api"\npatterns = ["(unclosed"]\n')
+    path = rules_file(
+        tmp_path, '[[rules]]\nname = "broken"\ncategory = "api"\npatterns = ["(unclosed"]\n'
+    )
     with pytest.raises(ConfigError, match=r"rule 'broken'.*bad regular expression"):
         load_rules(path)
 
 
 def test_unknown_category_is_an_error_naming_the_rule(tmp_path: Path) -> None:
-    path = rules_file(tmp_path, '[[rules]]\nname = "lost"\ncategory = "complaints"\nkeywords = ["x"]\n')
+    path = rules_file(
+        tmp_path, '[[rules]]\nname = "lost"\ncategory = "complaints"\nkeywords = ["x"]\n'
+    )
     with pytest.raises(ConfigError, match=r"rule 'lost'.*unknown category"):
         load_rules(path)
 
@@ -67,7 +84,9 @@ def templates(tmp_path: Path, files: dict[str, str]) -> Path:
 
 def test_bundled_template_has_reference_ticket_link_and_anti_phishing_line() -> None:
     rendered = TemplateSet(ROOT / "config" / "templates", TICKET_URL).render(
-        channel="email", category="other", language="en",
+        channel="email",
+        category="other",
+        language="en",
         values={"reference": "FB-AAAA-BBBB", "display_name": "Ana", "subject": "Help"},
     )
     assert rendered.subject == "Re: Help [FB-AAAA-BBBB]"
@@ -77,15 +96,23 @@ def test_bundled_template_has_reference_ticket_link_and_anti_phishing_line() -> 
 
 
 def test_template_lookup_falls_back_by_category_variant_and_language(tmp_path: Path) -> None:
-    folder = templates(tmp_path, {
-        "default/ack.en.txt": "en {{ reference }}",
-        "default/ack.zh.txt": "zh {{ reference }}",
-        "email/kyc.de.txt": "kyc-de {{ reference }}",
-    })
+    folder = templates(
+        tmp_path,
+        {
+            "default/ack.en.txt": "en {{ reference }}",
+            "default/ack.zh.txt": "zh {{ reference }}",
+            "email/kyc.de.txt": "kyc-de {{ reference }}",
+        },
+    )
     render = TemplateSet(folder, TICKET_URL).render
     values = {"reference": "FB-1", "display_name": "", "subject": ""}
-    assert render(channel="email", category="kyc", language="de", values=values).text == "kyc-de FB-1\n"
-    assert render(channel="email", category="api", language="zh-tw", values=values).text == "zh FB-1\n"
+    assert (
+        render(channel="email", category="kyc", language="de", values=values).text
+        == "kyc-de FB-1\n"
+    )
+    assert (
+        render(channel="email", category="api", language="zh-tw", values=values).text == "zh FB-1\n"
+    )
     assert render(channel="email", category="api", language="ko", values=values).text == "en FB-1\n"
 
 

@@ -259,3 +259,22 @@ async def acknowledgment_decisions(engine: AsyncEngine) -> list[dict[str, Any]]:
     )
     async with engine.connect() as conn:
         return [dict(row._mapping) for row in (await conn.execute(query)).all()]
+
+
+async def outbox_problems(engine: AsyncEngine, *, limit: int = 20) -> list[dict[str, Any]]:
+    """Replies waiting for a retry, failed or of unknown outcome, newest first."""
+    query = (
+        select(
+            outbox.c.id,
+            outbox.c.source,
+            outbox.c.state,
+            outbox.c.attempts,
+            outbox.c.next_attempt_at,
+            outbox.c.last_error,
+        )
+        .where(outbox.c.state.in_(("retry", "failed", "unknown")))
+        .order_by(outbox.c.id.desc())
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        return [dict(row._mapping) for row in (await conn.execute(query)).all()]

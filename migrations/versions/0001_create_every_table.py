@@ -267,7 +267,6 @@ def upgrade() -> None:
         )
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("reply_log", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_reply_log_channel_sender_id_created_at"))
