@@ -21,6 +21,7 @@ from inbox_daemon.storage.engine import create_engine, database_url
 from inbox_daemon.storage.migrate import upgrade
 from inbox_daemon.storage.schema import dead_letters, feedback_records, outbox, queue_items
 from tests.conftest import CORPORA
+from tests.peers import CuttingProxy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -370,3 +371,61 @@ async def test_database_failure_is_reported_without_customer_text(
     assert "simulated crash" in error
     assert "secret phrase" not in error
     assert "INSERT" not in error
+
+
+async def test_poison_mail_is_dead_lettered_and_its_folder_moves_on(
+    imap: LoopbackImapServer, config_path: Path, engine: AsyncEngine
+) -> None:
+    await imap.append("INBOX", mail("ok1@example.net", sender="one@example.net"))
+    await imap.append("INBOX", mail("poison@example.net", body="POISON-MARKER breaks every read"))
+    await imap.append("INBOX", mail("ok2@example.net", sender="two@example.net"))
+    # Every connection through the proxy drops as soon as the poison mail's body passes.
+    async with CuttingProxy(imap.host, imap.port, cut_after_marker=b"POISON-MARKER") as proxy:
+        text_ = config_path.read_text(encoding="utf-8")
+        text_ = text_.replace(f"port = {imap.port}", f"port = {proxy.port}")
+        config_path.write_text(
+            text_.replace("batch_size = 25", "batch_size = 25\nmax_attempts = 2")
+        )
+        async with AsyncExitStack() as stack:
+            daemon = await Daemon.open(load_settings(config_path), stack)
+            for _ in range(8):
+                await daemon.run_once()
+                if await rows(engine, dead_letters) and await rows(engine, feedback_records) == 2:
+                    break
+    async with engine.connect() as conn:
+        stored_rows = (
+            await conn.execute(select(feedback_records.c.external_id, feedback_records.c.raw_ref))
+        ).all()
+        stored = sorted(external_id for external_id, _ in stored_rows)
+        [(raw_ref, error)] = (
+            await conn.execute(select(dead_letters.c.raw_ref, dead_letters.c.error))
+        ).all()
+    assert stored == ["ok1@example.net", "ok2@example.net"]
+    uids = sorted(int(ref.rpartition("uid=")[2]) for _, ref in stored_rows)
+    assert raw_ref.startswith("INBOX;")
+    assert uids[0] < int(raw_ref.rpartition("uid=")[2]) < uids[1]
+    assert "fetch failed 3 times" in error
+
+
+async def test_refused_login_fails_one_source_only_and_shows_in_status(
+    imap: LoopbackImapServer,
+    config_path: Path,
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("WRONG_PASSWORD", "not-the-password")
+    text_ = config_path.read_text(encoding="utf-8")
+    broken = text_[text_.index("[[sources]]") : text_.index("[sources.smtp]")]
+    broken = broken.replace('name = "support-mail"', 'name = "sales-mail"')
+    broken = broken.replace("TEST_IMAP_PASSWORD", "WRONG_PASSWORD")
+    config_path.write_text(text_ + "\n" + broken, encoding="utf-8")
+    await imap.append("INBOX", mail("h1@example.net"))
+    report = await run_once(config_path)
+    assert report.polls["support-mail"].stored == 1
+    assert "PermanentError" in report.errors["sales-mail"]
+    assert "not-the-password" not in report.errors["sales-mail"]
+    assert await run_cli(["status", "--config", str(config_path)]) == 0
+    status = capsys.readouterr().out
+    assert "sales-mail (imap): backoff" in status
+    assert "support-mail (imap): ok" in status

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from inbox_daemon.errors import MessageError
+from inbox_daemon.errors import MessageError, RetryableError
 from inbox_daemon.interfaces import (
     Batch,
     Cursor,
@@ -31,12 +32,22 @@ from .smtp import send_reply
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class _FolderResult:
+    mails: tuple[FetchedMail, ...]
+    cursor: FolderCursor
+    more: bool
+    poisoned: tuple[FailedMessage, ...] = ()
+
+
 class EmailAdapter:
     """A :class:`~inbox_daemon.interfaces.SourceAdapter` for one IMAP mailbox."""
 
     def __init__(self, settings: ImapSourceSettings) -> None:
         self.settings = settings
         self._session: ImapSession | None = None
+        # Consecutive failed fetches per (folder, position): kept across reconnects.
+        self._strikes: dict[tuple[str, FolderCursor | None], int] = {}
 
     async def open(self) -> None:
         """Connect and log in to the IMAP server."""
@@ -52,9 +63,8 @@ class EmailAdapter:
 
     async def fetch(self, cursor: Cursor | None, limit: int) -> Batch:
         """Up to ``limit`` new mails over the configured folders, in folder then UID order."""
-        session = self._require_session()
+        session = await self._live_session()
         positions = dict((cursor or {}).get("folders", {}))
-        since = (datetime.now(UTC) - timedelta(days=self.settings.backfill_days)).date()
         messages: list[InboundMessage] = []
         failures: list[FailedMessage] = []
         more = False
@@ -64,22 +74,86 @@ class EmailAdapter:
                 more = True
                 break
             state = positions.get(folder)
+            position = FolderCursor.from_json(state) if state else None
+            batch = await self._fetch_folder(session, folder, position, remaining)
+            for mail in batch.mails:
+                _convert(mail, messages, failures)
+            failures.extend(batch.poisoned)
+            positions[folder] = batch.cursor.to_json()
+            more = more or batch.more
+            if batch.poisoned:  # the connection may not have survived the poison message
+                more = True
+                break
+        return Batch(tuple(messages), {"folders": positions}, tuple(failures), more)
+
+    async def _fetch_folder(
+        self, session: ImapSession, folder: str, position: FolderCursor | None, limit: int
+    ) -> _FolderResult:
+        # A folder that fails max_attempts times from the same position is read one mail at
+        # a time, so the one message that breaks the fetch is found and dead-lettered.
+        key = (folder, position)
+        strikes = self._strikes.get(key, 0)
+        if strikes >= self.settings.max_attempts:
+            return await self._isolate(session, folder, position)
+        try:
             batch = await fetch_folder(
                 session,
                 folder,
-                FolderCursor(**state) if state else None,
-                limit=remaining,
-                since=since,
+                position,
+                limit=limit,
+                since=self._since(),
                 max_message_bytes=self.settings.max_message_bytes,
             )
-            for mail in batch.mails:
-                _convert(mail, messages, failures)
-            positions[folder] = {
-                "uidvalidity": batch.cursor.uidvalidity,
-                "last_uid": batch.cursor.last_uid,
-            }
-            more = more or batch.more
-        return Batch(tuple(messages), {"folders": positions}, tuple(failures), more)
+        except RetryableError:
+            self._strikes[key] = strikes + 1
+            raise
+        self._strikes.pop(key, None)
+        return _FolderResult(batch.mails, batch.cursor, batch.more)
+
+    async def _isolate(
+        self, session: ImapSession, folder: str, position: FolderCursor | None
+    ) -> _FolderResult:
+        status = await session.select(folder)
+        resume = position is not None and position.uidvalidity == status.uidvalidity
+        after_uid = position.last_uid if resume and position is not None else None
+        pending = await session.search_uids(
+            after_uid=after_uid, since=None if resume else self._since()
+        )
+        if not pending:
+            self._strikes.pop((folder, position), None)
+            return _FolderResult((), position or FolderCursor(status.uidvalidity, 0), False)
+        try:
+            batch = await fetch_folder(
+                session,
+                folder,
+                position,
+                limit=1,
+                since=self._since(),
+                max_message_bytes=self.settings.max_message_bytes,
+            )
+        except RetryableError as exc:
+            return self._poisoned(folder, status.uidvalidity, pending[0], exc)
+        self._strikes.pop((folder, position), None)
+        return _FolderResult(batch.mails, batch.cursor, True)
+
+    def _poisoned(self, folder: str, uidvalidity: int, uid: int, exc: Exception) -> _FolderResult:
+        raw_ref = f"{folder};uidvalidity={uidvalidity};uid={uid}"
+        reason = f"fetch failed {self.settings.max_attempts + 1} times: {exc}"
+        logger.warning(
+            "mail dead-lettered: %s", reason, extra={"stage": "fetch", "raw_ref": raw_ref}
+        )
+        failure = FailedMessage(f"imap:{raw_ref}", raw_ref, reason, 0)
+        return _FolderResult((), FolderCursor(uidvalidity, uid), True, (failure,))
+
+    def _since(self) -> date:
+        return (datetime.now(UTC) - timedelta(days=self.settings.backfill_days)).date()
+
+    async def _live_session(self) -> ImapSession:
+        # A session closes itself on a connection failure; reconnect before the next fetch.
+        if self._session is None or not self._session.connected:
+            await self.open()
+        assert self._session is not None  # noqa: S101 - set by open()
+        return self._session
 
     async def after_commit(self, batch: Batch) -> None:
         """Flag or move the stored mails when ``post_ingest`` says so."""
@@ -109,11 +183,6 @@ class EmailAdapter:
     def can_send(self) -> bool:
         """True when an SMTP relay is configured."""
         return self.settings.smtp is not None
-
-    def _require_session(self) -> ImapSession:
-        if self._session is None:
-            raise RuntimeError("fetch() before open()")
-        return self._session
 
 
 def _convert(
@@ -164,7 +233,7 @@ def to_message(
         recipients=tuple(_identity(address) for address in (*parsed.to, *parsed.cc)),
         reply_to=_identity(parsed.reply_to[0]) if parsed.reply_to else None,
         subject=parsed.subject,
-        text=visible_text(clean_text(own_words)),
+        text=visible_text(own_words),
         full_text=full_text,
         thread_key=_thread_key(parsed, external_id),
         in_reply_to=parsed.in_reply_to,
