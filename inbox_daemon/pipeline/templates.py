@@ -21,7 +21,9 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from ..errors import ConfigError
 
-_SAMPLE: Final[Mapping[str, str]] = {
+#: The variables every template may use, with the values it is checked with at load: once
+#: plain, once with every optional part present, so each branch's variables are known.
+_SAMPLE: Final[Mapping[str, object]] = {
     "reference": "FB-0000-0000",
     "ticket_url": "https://support.example.com/new?ref=FB-0000-0000",
     "display_name": "Sample Customer",
@@ -29,6 +31,22 @@ _SAMPLE: Final[Mapping[str, str]] = {
     "channel": "email",
     "category": "other",
     "language": "en",
+    "incident": "",
+    "secrets": (),
+    "public": False,
+}
+_DEFAULTS: Final[Mapping[str, object]] = {
+    "display_name": "",
+    "subject": "",
+    "incident": "",
+    "secrets": (),
+    "public": False,
+}
+_SAMPLE_FULL: Final[Mapping[str, object]] = {
+    **_SAMPLE,
+    "incident": "ETH withdrawals delayed",
+    "secrets": ("seed_phrase", "password"),
+    "public": True,
 }
 
 
@@ -56,12 +74,19 @@ class TemplateSet:
             raise ConfigError("no English fallback template (default/ack.en.txt)", path=str(folder))
 
     def render(
-        self, *, channel: str, category: str, language: str, values: Mapping[str, str]
+        self, *, channel: str, category: str, language: str, values: Mapping[str, object]
     ) -> RenderedReply:
-        """Render the best template for the message; ``values`` adds to the standard variables."""
+        """Render the best template for the message; ``values`` adds to the standard variables.
+
+        ``values`` holds ``reference``, ``display_name`` and ``subject``, and may hold
+        ``incident`` (the known incident's title), ``secrets`` (kinds of secret removed from
+        the message: the reply must warn) and ``public`` (the reply is visible to others: it
+        must not repeat the sender's details).
+        """
         template = self._choose(channel, category, language)
-        reference = values["reference"]
+        reference = str(values["reference"])
         context = {
+            **_DEFAULTS,
             **values,
             "channel": channel,
             "category": category,
@@ -89,6 +114,7 @@ class TemplateSet:
         try:
             template = self._environment.get_template(name)
             template.render(_SAMPLE)
+            template.render(_SAMPLE_FULL)
         except TemplateError as exc:
             raise ConfigError(f"template error: {exc}", path=str(folder / name)) from exc
         return template
