@@ -1,0 +1,99 @@
+"""`inbox-daemon run` as a service: scheduled polls, replies, structured logs, clean SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from inbox_daemon.loopback.imap import LoopbackImapServer
+from inbox_daemon.loopback.smtp import LoopbackSmtpServer
+
+pytestmark = pytest.mark.timeout(90)
+
+MAIL = (
+    b"Message-ID: <svc-1@example.net>\r\nDate: Mon, 23 Nov 2026 08:00:00 +0000\r\n"
+    b"From: Carla Diaz <carla@example.net>\r\nTo: support@example.com\r\n"
+    b"Subject: Deposit not credited\r\n\r\nMy USDT deposit is not credited yet, private words here.\r\n"
+)
+
+
+def config(tmp_path: Path, imap: LoopbackImapServer, smtp: LoopbackSmtpServer) -> Path:
+    path = tmp_path / "inbox.toml"
+    path.write_text(
+        f"""
+config_version = 1
+[storage]
+url = "sqlite:///./inbox.db"
+[replies]
+max_ack_age_s = 315360000
+[outbox]
+poll_interval_s = 0.2
+[service]
+shutdown_grace_s = 5
+[[sources]]
+name = "support-mail"
+kind = "imap"
+host = "{imap.host}"
+port = {imap.port}
+security = "none"
+username = "{imap.username}"
+password_env = "SERVICE_IMAP_PASSWORD"
+poll_interval_s = 0.3
+timeout_s = 5
+[sources.smtp]
+host = "{smtp.host}"
+port = {smtp.port}
+security = "none"
+from_address = "support@example.com"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def inbox_daemon(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "inbox_daemon.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "SERVICE_IMAP_PASSWORD": "demopass"},
+    )
+
+
+async def test_service_polls_replies_logs_json_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    async with LoopbackImapServer() as imap, LoopbackSmtpServer() as smtp:
+        path = config(tmp_path, imap, smtp)
+        migrate = await inbox_daemon("migrate", "--config", str(path))
+        assert await migrate.wait() == 0
+        service = await inbox_daemon("run", "--config", str(path))
+        try:
+            await imap.append("INBOX", MAIL)  # arrives while the service runs
+            [ack] = await smtp.wait_for(1, timeout_s=30)
+            assert ack.rcpt_tos == ("carla@example.net",)
+        finally:
+            service.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(service.communicate(), timeout=20)
+        assert service.returncode == 0, stderr.decode()
+    lines = [json.loads(line) for line in stderr.decode().splitlines() if line.strip()]
+    stored = [line for line in lines if line["message"] == "batch stored" and line["stored"]]
+    assert stored
+    assert stored[0]["source"] == "support-mail"
+    assert stored[0]["stage"] == "commit"
+    assert "private words" not in stderr.decode()
+
+
+async def test_run_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    async with LoopbackImapServer() as imap, LoopbackSmtpServer() as smtp:
+        service = await inbox_daemon("run", "--once", "--config", str(config(tmp_path, imap, smtp)))
+        _, stderr = await asyncio.wait_for(service.communicate(), timeout=30)
+    assert service.returncode == 1
+    assert b"inbox-daemon migrate" in stderr
