@@ -164,3 +164,10 @@ def test_record_carries_language_labels_decision_and_rendered_reply() -> None:
 )
 def test_language_is_detected_or_undetermined(text: str, language: str) -> None:
     assert detect_language(text) == language
+
+
+def test_template_unknown_variable_in_an_unrendered_branch_fails_at_load(tmp_path: Path) -> None:
+    text = "{{ reference }}{% if category == 'kyc' %}{{ kyc_deadline }}{% endif %}"
+    folder = templates(tmp_path, {"default/ack.en.txt": text})
+    with pytest.raises(ConfigError, match="kyc_deadline"):
+        TemplateSet(folder, TICKET_URL)

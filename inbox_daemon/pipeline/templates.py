@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from ..errors import ConfigError
@@ -111,7 +111,17 @@ class TemplateSet:
         return sorted(path.relative_to(folder).as_posix() for path in folder.glob("*/*.txt"))
 
     def _compile(self, folder: Path, name: str) -> Template:
+        source = (folder / name).read_text(encoding="utf-8")
         try:
+            # Every variable of every branch must be one we provide, not only those of the
+            # branches the sample values happen to render.
+            unknown = meta.find_undeclared_variables(self._environment.parse(source)) - set(_SAMPLE)
+            if unknown:
+                raise ConfigError(
+                    f"template error: unknown variable(s) {', '.join(sorted(unknown))}; "
+                    f"known: {', '.join(sorted(_SAMPLE))}",
+                    path=str(folder / name),
+                )
             template = self._environment.get_template(name)
             template.render(_SAMPLE)
             template.render(_SAMPLE_FULL)
