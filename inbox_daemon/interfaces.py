@@ -206,10 +206,16 @@ class AckDecision:
     Attributes:
         action: ``send``, ``withheld`` or ``dry_run`` (decided to send, configured not to).
         reason: a sentence a support agent understands.
+        code: why it was withheld, as a stable token (``auto-submitted``, ``out-of-office``,
+            ``mailer-daemon bounce``, ``bulk/list``, ``noreply sender``, ``spam/phishing``,
+            ``not addressed to us``, ``duplicate``, ``thread already acknowledged``,
+            ``own address``, ``no recipient``, ``too old``, ``no outgoing channel``,
+            ``sender limit``); empty when not withheld.
     """
 
     action: str
     reason: str
+    code: str = ""
 
     @property
     def send(self) -> bool:
@@ -233,6 +239,23 @@ class ReplyDraft:
 
 
 @dataclass(frozen=True, slots=True)
+class IncidentLink:
+    """A record's incident.
+
+    Attributes:
+        key: stable identity of the incident (its signature and first report's time).
+        title: what staff see ("problems with withdrawal USDT TRC20").
+        members: references of earlier reports that join the incident with this record.
+        known: the incident existed before this record (its reporter is told so).
+    """
+
+    key: str
+    title: str
+    members: tuple[str, ...] = ()
+    known: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class FeedbackRecord:
     """The stored, normalised unit: a message, its labels and what to answer.
 
@@ -247,6 +270,8 @@ class FeedbackRecord:
         reply: the rendered acknowledgment when ``ack.send`` or dry run.
         redactions: counts of secrets removed, by kind.
         entities: identifiers quoted in the text (UIDs, order ids, tx hashes…), by kind.
+        duplicate_of: the reference of the record this one repeats (same person, same problem).
+        incident: the incident this record reports, if any.
     """
 
     source: str
@@ -258,6 +283,8 @@ class FeedbackRecord:
     reply: ReplyDraft | None = None
     redactions: Mapping[str, int] = field(default_factory=dict)
     entities: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    duplicate_of: str | None = None
+    incident: IncidentLink | None = None
 
 
 @runtime_checkable

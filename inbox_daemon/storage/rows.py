@@ -43,6 +43,7 @@ def record_row(record: FeedbackRecord, *, now: datetime) -> dict[str, Any]:
         "status": "new",
         "ack_decision": record.ack.action,
         "ack_reason": record.ack.reason,
+        "ack_code": record.ack.code,
     }
 
 

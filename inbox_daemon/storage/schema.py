@@ -139,6 +139,7 @@ feedback_records = Table(
     Column("status", String(16), nullable=False, default="new"),
     Column("ack_decision", String(16), nullable=False),
     Column("ack_reason", Text, nullable=False),
+    Column("ack_code", String(32), nullable=False, server_default=""),
     UniqueConstraint("source", "external_id"),
     Index(None, "channel", "external_id"),
     Index(None, "channel", "sender_id", "received_at"),
