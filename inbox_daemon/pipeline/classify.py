@@ -1,23 +1,46 @@
 """Category, priority and team by the operator's rules (``config/rules.toml``), with reasons.
 
-A rule names a category and a priority and fires when any of its keywords (case-insensitive;
-whole words for Latin-script keywords) or regular expressions occurs in the subject or text.
-The category with the highest total weight wins; its highest-priority rule sets the priority;
-the team follows from ``[routing]`` by category and priority. No rule firing means
-``other``/``P4``, routed like any other category.
+The rules file names **terms** (concepts such as "a deposit or withdrawal" or "it has not
+arrived", each a list of multilingual keywords and regular expressions) and **rules**. A rule
+fires when all of its conditions hold:
+
+- one of its own ``keywords`` or ``patterns`` occurs in the subject or text (or one of its
+  ``headers`` patterns matches an e-mail header line ``name: value``, or one of its
+  ``senders`` patterns the sender's address or handle), when it has any;
+- every term it ``requires`` occurs (``"a|b"``: either term), and no term under ``unless``;
+- the largest amount quoted is worth at least ``min_usd`` and the longest wait quoted lasts at
+  least ``min_hours``, when it sets them (read by :class:`QuantityReader`).
+
+Keywords are case-insensitive whole words or phrases; a trailing ``*`` lets the last word go on
+("withdraw*" matches "withdrawals", "çekim*" matches "çekimim"). In Chinese, Japanese, Korean,
+Thai and Arabic, whose words take no spaces or carry attached particles, a keyword matches
+anywhere. Patterns are Python regexes, case-insensitive. Text is NFKC-normalised first, so
+full-width digits and letters match too.
+
+The winner: a **decisive** rule (machine mail told by its headers or sender) beats every other
+rule; otherwise the category whose best rule has the highest priority wins (POLICY: "the one
+with the highest priority wins"), then the one with the most total weight. That category's
+best rule sets the priority, and ``[[routing]]`` gives the team. No rule firing means
+``other``/``P4``. Every decision is written in ``reasons`` with the rule and what it matched.
+
+Speed: all keywords of all terms and rules are looked up in one pass over the words of the
+text (:class:`PhraseIndex`); a regex runs only when its owner's keywords did not already match,
+its owner is still in question (a rule's required terms are checked first), and the text
+contains the script the regex is written in. Only the first 6,000 characters are read.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..config import FrozenModel
 from ..errors import ConfigError
@@ -36,6 +59,40 @@ CATEGORIES: Final = (
 )
 Priority = Literal["P1", "P2", "P3", "P4"]
 
+# Only the start of a long text is read: the problem is stated early, and this bounds the work.
+_MAX_TEXT_CHARS: Final = 6_000
+# Evidence quoted in a reason is cut to this length: enough to recognise, short in a queue.
+_EVIDENCE_CHARS: Final = 40
+# Scripts whose words take no spaces (Han, Kana, Thai) or attached particles (Hangul, Arabic):
+# a keyword in them matches anywhere, not only at a word start.
+_UNSPACED: Final = (
+    "\u0600-\u06ff\u0e00-\u0eff\u1100-\u11ff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff"
+)
+_ANYWHERE_SCRIPT: Final = re.compile(f"[{_UNSPACED}]")
+# A word of a spaced script: a run of other word characters, so "API" is a word in "我的API一直".
+_WORD: Final = re.compile(f"[^\\W{_UNSPACED}]+")
+# The rest of a unit word in a spaced script ("hour" -> "hours"), shown in reasons.
+_REST_OF_WORD: Final = f"[^\\W\\d_{_UNSPACED}]*"
+# Keywords ending in "*" are filed under their first characters (one word may go on).
+_STEM_KEY_CHARS: Final = 3
+# A regex written only in one of these scripts can only match a text that contains it.
+_SCRIPTS: Final = {
+    "cyrillic": re.compile("[\u0400-\u04ff]"),
+    "arabic": re.compile("[\u0600-\u06ff]"),
+    "hangul": re.compile("[\u1100-\u11ff\uac00-\ud7af]"),
+    "cjk": re.compile("[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]"),
+}
+_LATIN_LETTER: Final = re.compile("[A-Za-z\u00c0-\u024f]")
+# What in a regex is syntax, not text: escapes ("\\w", "\\b") and group prefixes ("(?P<n>").
+_REGEX_SYNTAX: Final = re.compile(r"\\.|\(\?P?<?[A-Za-z-]*[:>)]?")
+
+
+class TermSpec(FrozenModel):
+    """One ``[terms.NAME]`` entry: a concept that rules require or exclude."""
+
+    keywords: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+
 
 class RuleSpec(FrozenModel):
     """One ``[[rules]]`` entry."""
@@ -43,9 +100,16 @@ class RuleSpec(FrozenModel):
     name: Annotated[str, Field(min_length=1)]
     category: str
     priority: Priority = "P4"
+    weight: Annotated[float, Field(gt=0)] = 1.0
+    decisive: bool = False
     keywords: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
-    weight: Annotated[float, Field(gt=0)] = 1.0
+    headers: tuple[str, ...] = ()
+    senders: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    unless: tuple[str, ...] = ()
+    min_usd: Annotated[float, Field(gt=0)] | None = None
+    min_hours: Annotated[float, Field(gt=0)] | None = None
 
     @field_validator("category")
     @classmethod
@@ -53,6 +117,12 @@ class RuleSpec(FrozenModel):
         if category not in CATEGORIES:
             raise ValueError(f"unknown category; expected one of: {', '.join(CATEGORIES)}")
         return category
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> RuleSpec:
+        if not (self.keywords or self.patterns or self.headers or self.senders or self.requires):
+            raise ValueError("a rule needs keywords, patterns, headers, senders or requires")
+        return self
 
 
 class RouteSpec(FrozenModel):
@@ -63,45 +133,351 @@ class RouteSpec(FrozenModel):
     priorities: tuple[Priority, ...] = ("P1", "P2", "P3", "P4")
 
 
+class QuantitySpec(FrozenModel):
+    """``[quantities]``: how amounts ("1.5 BTC") and waits ("3 days") are read.
+
+    Attributes:
+        prices_usd: rough USD value of one unit, by symbol (``BTC = 90000``).
+        currency_names: other ways to write a symbol (``bitcoin``, ``€``, ``원``).
+        multipliers: suffixes that scale a number (``k``, ``万``, ``juta``).
+        counters: words allowed between a number and its unit (``个``, ``개``).
+        number_words: numbers written as words (``three``, ``trois``, ``三``).
+        hour_units, day_units, week_units: unit words, matched as word starts ("hour"
+            matches "hours"); Latin units of one or two letters must end the word.
+        over_a_day: patterns that say more than a day has passed ("since Friday").
+        not_elapsed_before, not_elapsed_after: words next to a duration that make it a
+            limit or a schedule, not time already waited ("within 24 hours", "24小时内").
+    """
+
+    prices_usd: Mapping[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    currency_names: Mapping[str, str] = Field(default_factory=dict)
+    multipliers: Mapping[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    counters: tuple[str, ...] = ()
+    number_words: Mapping[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    hour_units: tuple[str, ...] = ()
+    day_units: tuple[str, ...] = ()
+    week_units: tuple[str, ...] = ()
+    over_a_day: tuple[str, ...] = ()
+    not_elapsed_before: tuple[str, ...] = ()
+    not_elapsed_after: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _names_known_symbols(self) -> QuantitySpec:
+        unknown = sorted(set(self.currency_names.values()) - set(self.prices_usd))
+        if unknown:
+            raise ValueError(f"currency_names refer to symbols without a price: {unknown}")
+        return self
+
+
 class RulesFile(FrozenModel):
     """The whole rules file."""
 
+    terms: Mapping[str, TermSpec] = Field(default_factory=dict)
     rules: tuple[RuleSpec, ...] = ()
     routing: tuple[RouteSpec, ...] = ()
     default_team: str = "customer_service"
+    quantities: QuantitySpec = QuantitySpec()
+
+
+@dataclass(frozen=True, slots=True)
+class _Phrase:
+    text: str
+    prefix: bool
+    owners: tuple[str, ...]
+
+
+class PhraseIndex:
+    """Finds which of many keywords occur in a text, in one pass over its words.
+
+    A keyword is filed under its first word, so a text word costs one dictionary look-up (and
+    one more for keywords ending in ``*``); only keywords of several words are then compared
+    further. Keywords in scripts matched anywhere are filed under their first character.
+
+    Args:
+        keywords: (keyword, owner) pairs; an owner is whatever the caller names (a term, a
+            rule). Keyword syntax as in the module docstring.
+    """
+
+    def __init__(self, keywords: Iterable[tuple[str, str]]) -> None:
+        owners: dict[tuple[str, bool], list[str]] = defaultdict(list)
+        for keyword, owner in keywords:
+            text = fold(keyword.strip())
+            prefix = text.endswith("*")
+            text = text.rstrip("*").strip()
+            if text and owner not in owners[text, prefix]:
+                owners[text, prefix].append(owner)
+        self._by_word: dict[str, list[_Phrase]] = defaultdict(list)
+        self._by_stem: dict[str, list[_Phrase]] = defaultdict(list)
+        self._anywhere: dict[str, list[_Phrase]] = defaultdict(list)
+        for (text, prefix), names in owners.items():
+            self._file(_Phrase(text, prefix, tuple(names)))
+        self._stem_sizes = tuple(sorted({len(key) for key in self._by_stem}))
+        starts = "".join(re.escape(char) for char in self._anywhere)
+        self._anywhere_start = re.compile(f"[{starts}]") if starts else None
+
+    def _file(self, phrase: _Phrase) -> None:
+        first = _WORD.match(phrase.text)
+        if first is None:
+            self._anywhere[phrase.text[0]].append(phrase)
+        elif phrase.prefix and first[0] == phrase.text:
+            self._by_stem[phrase.text[:_STEM_KEY_CHARS]].append(phrase)
+        else:
+            self._by_word[first[0]].append(phrase)
+
+    def search(self, folded: str) -> dict[str, str]:
+        """The first keyword found for each owner, in ``folded`` text (see :func:`fold`)."""
+        found: dict[str, str] = {}
+        for word in _WORD.finditer(folded):
+            at, token = word.start(), word[0]
+            for phrase in self._by_word.get(token, ()):
+                if phrase.text == token or (
+                    folded.startswith(phrase.text, at) and _ends_well(folded, at, phrase)
+                ):
+                    _record(found, phrase)
+            for size in self._stem_sizes:
+                for phrase in self._by_stem.get(token[:size], ()):
+                    if token.startswith(phrase.text):
+                        _record(found, phrase)
+        for start in self._anywhere_start.finditer(folded) if self._anywhere_start else ():
+            for phrase in self._anywhere[start[0]]:
+                if folded.startswith(phrase.text, start.start()):
+                    _record(found, phrase)
+        return found
+
+
+def _ends_well(folded: str, at: int, phrase: _Phrase) -> bool:
+    """Whether the phrase found at ``at`` ends a word (or may go on: "withdraw*", "list $")."""
+    end = at + len(phrase.text)
+    if phrase.prefix or end >= len(folded) or not _is_word_char(phrase.text[-1]):
+        return True
+    return not _is_word_char(folded[end]) or bool(_ANYWHERE_SCRIPT.match(folded[end]))
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _record(found: dict[str, str], phrase: _Phrase) -> None:
+    for owner in phrase.owners:
+        found.setdefault(owner, phrase.text)
+
+
+class _Patterns:
+    """An owner's regexes, grouped by the script they are written in."""
+
+    __slots__ = ("_groups",)
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        by_script: dict[str, list[str]] = defaultdict(list)
+        for pattern in patterns:
+            by_script[_script_of(pattern)].append(pattern)
+        self._groups = tuple(
+            (script, regex)
+            for script, sources in by_script.items()
+            if (regex := _regex(sources)) is not None
+        )
+
+    def search(self, text: str, scripts: frozenset[str]) -> str | None:
+        """What one of the regexes matched in ``text``, or ``None``."""
+        for script, regex in self._groups:
+            if (script == "any" or script in scripts) and (found := regex.search(text)):
+                return found[0]
+        return None
+
+
+def _script_of(pattern: str) -> str:
+    """The one non-Latin script a regex is written in, or ``any`` when it uses several."""
+    text = _REGEX_SYNTAX.sub("", pattern)
+    used = {name for name, probe in _SCRIPTS.items() if probe.search(text)}
+    if len(used) == 1 and not _LATIN_LETTER.search(text):
+        return used.pop()
+    return "any"
+
+
+@dataclass(frozen=True, slots=True)
+class Amount:
+    """An amount of money quoted in a message and its rough value."""
+
+    text: str
+    usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A length of time quoted in a message ("3 days", "since Friday")."""
+
+    text: str
+    hours: float
+
+
+class QuantityReader:
+    """Finds the largest amount of money and the longest wait quoted in a text."""
+
+    def __init__(self, spec: QuantitySpec) -> None:
+        self._prices = {symbol.upper(): price for symbol, price in spec.prices_usd.items()}
+        self._names = {fold(name): symbol.upper() for name, symbol in spec.currency_names.items()}
+        self._multipliers = {fold(word): value for word, value in spec.multipliers.items()}
+        self._words = {fold(word): value for word, value in spec.number_words.items()}
+        self._amount = _amount_regex(spec)
+        self._duration = _duration_regex(spec)
+        self._over_a_day = _Patterns(spec.over_a_day)
+        before = _alternation(spec.not_elapsed_before)
+        self._before = re.compile(rf"(?<!\w)(?:{before})\s*$", re.IGNORECASE) if before else None
+        self._after = tuple(fold(word) for word in spec.not_elapsed_after)
+
+    def largest_amount(self, text: str) -> Amount | None:
+        """The quoted amount worth the most in USD, or ``None`` when none has a known unit."""
+        best: Amount | None = None
+        for match in self._amount.finditer(text) if self._amount else ():
+            number = _number(match["n1"] or match["n2"])
+            unit = fold(match["c1"] or match["c2"])
+            symbol = self._names.get(unit, unit.upper())
+            if number is None or symbol not in self._prices:
+                continue
+            scale = self._multipliers.get(fold(match["m1"] or match["m2"] or ""), 1.0)
+            amount = Amount(match[0].strip(), number * scale * self._prices[symbol])
+            if best is None or amount.usd > best.usd:
+                best = amount
+        return best
+
+    def longest_wait(self, text: str, scripts: frozenset[str] = frozenset()) -> Wait | None:
+        """The longest time already waited that the text quotes, or ``None``."""
+        best: Wait | None = None
+        for match in self._duration.finditer(text) if self._duration else ():
+            if self._not_elapsed(text, match.start(), match.end()):
+                continue
+            count = _number(match["q"]) or self._words.get(fold(match["q"]))
+            unit_h = 1.0 if match["h"] else 24.0 if match["d"] else 168.0
+            if count is not None and (best is None or count * unit_h > best.hours):
+                best = Wait(match[0].strip(), count * unit_h)
+        if best is None and (found := self._over_a_day.search(text, scripts or _scripts(text))):
+            best = Wait(found.strip(), 24.0)
+        return best
+
+    def _not_elapsed(self, text: str, start: int, end: int) -> bool:
+        if self._before and self._before.search(text, max(0, start - 16), start):
+            return True
+        after = fold(text[end : end + 4]).lstrip()
+        return any(after.startswith(word) for word in self._after)
+
+
+@dataclass(frozen=True, slots=True)
+class _Matcher:
+    """What a term or a rule looks for in the text itself."""
+
+    owner: str
+    patterns: _Patterns
 
 
 @dataclass(frozen=True, slots=True)
 class _CompiledRule:
     spec: RuleSpec
-    matchers: tuple[re.Pattern[str], ...]
+    own: _Matcher | None
+    headers: re.Pattern[str] | None
+    senders: re.Pattern[str] | None
+    requires: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Firing:
+    rule: RuleSpec
+    evidence: tuple[str, ...]
+    detail: str = ""
+
+
+class _View:
+    """One message as the rules read it; matches and quantities are computed once, on demand."""
+
+    __slots__ = ("_amount", "_found", "_reader", "_wait", "headers", "scripts", "sender", "text")
+
+    def __init__(self, message: InboundMessage, index: PhraseIndex, reader: QuantityReader) -> None:
+        self.text = _normalised(f"{message.subject}\n{message.text}"[:_MAX_TEXT_CHARS])
+        self.scripts = _scripts(self.text)
+        self.headers = "\n".join(
+            f"{name.lower()}: {value}" for name, value in message.headers.items()
+        )
+        self.sender = message.sender.handle or message.sender.id
+        self._found: dict[str, str | None] = dict(index.search(self.text.lower()))
+        self._reader = reader
+        self._amount: Amount | Literal[False] | None = False
+        self._wait: Wait | Literal[False] | None = False
+
+    def find(self, matcher: _Matcher) -> str | None:
+        """What ``matcher``'s keywords or, failing those, its patterns found (cached)."""
+        if matcher.owner not in self._found:
+            self._found[matcher.owner] = matcher.patterns.search(self.text, self.scripts)
+        return self._found[matcher.owner]
+
+    def amount(self) -> Amount | None:
+        """The largest amount quoted (computed once)."""
+        if self._amount is False:
+            self._amount = self._reader.largest_amount(self.text)
+        return self._amount
+
+    def wait(self) -> Wait | None:
+        """The longest wait quoted (computed once)."""
+        if self._wait is False:
+            self._wait = self._reader.longest_wait(self.text, self.scripts)
+        return self._wait
 
 
 class RulesClassifier:
     """The :class:`~inbox_daemon.interfaces.Classifier` driven by ``rules.toml``."""
 
     def __init__(self, rules: RulesFile, *, path: str = "rules.toml") -> None:
-        self._rules = tuple(_compile(spec, index, path) for index, spec in enumerate(rules.rules))
+        self._terms = {name: _compile_term(name, term, path) for name, term in rules.terms.items()}
+        try:
+            self._reader = QuantityReader(rules.quantities)
+        except ValueError as exc:
+            raise ConfigError(str(exc), path=path, key="quantities") from exc
+        self._rules = tuple(
+            _compile_rule(spec, index, path, self._terms) for index, spec in enumerate(rules.rules)
+        )
+        self._index = PhraseIndex(_keywords(rules))
         self._routing = rules.routing
         self._default_team = rules.default_team
 
     def classify(self, message: InboundMessage, language: str) -> Classification:
-        """Category, priority and team of ``message`` with the names of the rules that fired."""
-        haystack = f"{message.subject}\n{message.text}"
-        fired = [rule.spec for rule in self._rules if _fires(rule, haystack)]
+        """Category, priority and team of ``message`` with the rules that decided them.
+
+        ``language`` is not consulted: every rule lists its words in all supported languages,
+        and a message mixing languages is matched in each.
+        """
+        view = _View(message, self._index, self._reader)
+        fired = [firing for rule in self._rules if (firing := self._fire(rule, view)) is not None]
         if not fired:
             return self._route("other", "P4", ("category other: no rule matched",))
-        totals: dict[str, float] = defaultdict(float)
-        for spec in fired:
-            totals[spec.category] += spec.weight
-        category = max(totals, key=lambda name: (totals[name], -CATEGORIES.index(name)))
-        winners = [spec for spec in fired if spec.category == category]
-        priority = min(spec.priority for spec in winners)
-        reasons = (
-            f"category {category}: rules {', '.join(spec.name for spec in winners)}",
-            f"priority {priority}: rule {next(s.name for s in winners if s.priority == priority)}",
-        )
-        return self._route(category, priority, reasons)
+        decisive = [firing for firing in fired if firing.rule.decisive]
+        category, winners = _winner(decisive or fired)
+        best = min(winners, key=lambda firing: firing.rule.priority)
+        reasons = [
+            f"category {category}: " + "; ".join(_explain(firing) for firing in winners),
+            f"priority {best.rule.priority}: rule {best.rule.name}"
+            + (f": {best.detail}" if best.detail else ""),
+        ]
+        losers = [firing for firing in fired if firing.rule.category != category]
+        if losers:
+            reasons.append("outranked: " + ", ".join(_label(firing) for firing in losers))
+        return self._route(category, best.rule.priority, tuple(reasons))
+
+    def _fire(self, rule: _CompiledRule, view: _View) -> _Firing | None:
+        evidence: list[str] = []
+        for alternatives in rule.requires:
+            found = next(
+                (hit for name in alternatives if (hit := view.find(self._terms[name]))), None
+            )
+            if found is None:
+                return None
+            evidence.append(found)
+        own = _own_match(rule, view)
+        if own is False:
+            return None
+        if any(view.find(self._terms[name]) is not None for name in rule.spec.unless):
+            return None
+        detail = _quantity_detail(rule.spec, view)
+        if detail is None:
+            return None
+        return _Firing(rule.spec, tuple(e for e in (own, *evidence) if e), detail)
 
     def _route(self, category: str, priority: str, reasons: tuple[str, ...]) -> Classification:
         for route in self._routing:
@@ -132,6 +508,21 @@ def load_rules(path: Path) -> RulesClassifier:
     return RulesClassifier(rules, path=str(path))
 
 
+def fold(text: str) -> str:
+    """``text`` as keywords are compared: NFKC, lower case, straight apostrophes."""
+    return _normalised(text).lower()
+
+
+def _normalised(text: str) -> str:
+    # NFKC makes full-width digits and letters ASCII ("３日" -> "3日"); typographic apostrophes
+    # become the ASCII one that the rules write ("didn\u2019t" -> "didn't").
+    return unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u02bc", "'")
+
+
+def _scripts(text: str) -> frozenset[str]:
+    return frozenset(name for name, probe in _SCRIPTS.items() if probe.search(text))
+
+
 def _key(document: Mapping[str, object], loc: Sequence[int | str]) -> str:
     key = ".".join(str(part) for part in loc)
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
@@ -145,27 +536,186 @@ def _key(document: Mapping[str, object], loc: Sequence[int | str]) -> str:
     return key
 
 
-def _compile(spec: RuleSpec, index: int, path: str) -> _CompiledRule:
-    matchers = [_keyword_pattern(keyword) for keyword in spec.keywords]
-    for pattern in spec.patterns:
+def _keywords(rules: RulesFile) -> Iterator[tuple[str, str]]:
+    for name, term in rules.terms.items():
+        yield from ((keyword, f"term:{name}") for keyword in term.keywords)
+    for index, spec in enumerate(rules.rules):
+        yield from ((keyword, f"rule:{index}") for keyword in spec.keywords)
+
+
+def _compile_term(name: str, term: TermSpec, path: str) -> _Matcher:
+    try:
+        return _Matcher(f"term:{name}", _Patterns(term.patterns))
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=path, key=f"terms.{name}") from exc
+
+
+def _compile_rule(
+    spec: RuleSpec, index: int, path: str, terms: Mapping[str, _Matcher]
+) -> _CompiledRule:
+    key = f"rules[{index}] (rule {spec.name!r})"
+    requires = tuple(tuple(part.strip() for part in entry.split("|")) for entry in spec.requires)
+    named = [name for names in requires for name in names] + list(spec.unless)
+    unknown = [name for name in named if name not in terms]
+    if unknown:
+        raise ConfigError(
+            f"unknown term {unknown[0]!r}; define it under [terms]", path=path, key=key
+        )
+    try:
+        own = _Matcher(f"rule:{index}", _Patterns(spec.patterns))
+        headers = _regex(spec.headers)
+        senders = _regex(spec.senders)
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=path, key=key) from exc
+    has_own = bool(spec.keywords or spec.patterns)
+    return _CompiledRule(spec, own if has_own else None, headers, senders, requires)
+
+
+def _regex(patterns: Sequence[str]) -> re.Pattern[str] | None:
+    """One case-insensitive, multi-line regex for ``patterns``; ``None`` when empty.
+
+    Raises:
+        ValueError: naming the pattern that is not a valid regular expression.
+    """
+    for pattern in patterns:
         try:
-            matchers.append(re.compile(pattern, re.IGNORECASE))
+            re.compile(pattern)
         except re.error as exc:
-            key = f"rules[{index}].patterns (rule {spec.name!r})"
-            raise ConfigError(
-                f"bad regular expression {pattern!r}: {exc}", path=path, key=key
-            ) from exc
-    return _CompiledRule(spec, tuple(matchers))
+            raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE | re.MULTILINE)
 
 
-def _keyword_pattern(keyword: str) -> re.Pattern[str]:
-    # Latin-script keywords match whole words ("api" must not fire on "rapid"); CJK and
-    # other scripts without spaces between words match anywhere.
-    escaped = re.escape(keyword)
-    if keyword.isascii():
-        return re.compile(rf"(?<!\w){escaped}(?!\w)", re.IGNORECASE)
-    return re.compile(escaped, re.IGNORECASE)
+def _own_match(rule: _CompiledRule, view: _View) -> str | Literal[False] | None:
+    """What the rule's own matchers found; ``False`` when it has some and none matched."""
+    if rule.own is None and rule.headers is None and rule.senders is None:
+        return None
+    if rule.own is not None and (found := view.find(rule.own)):
+        return found
+    for regex, subject in ((rule.headers, view.headers), (rule.senders, view.sender)):
+        if regex is not None and (hit := regex.search(subject)):
+            return hit[0]
+    return False
 
 
-def _fires(rule: _CompiledRule, haystack: str) -> bool:
-    return any(matcher.search(haystack) for matcher in rule.matchers)
+def _quantity_detail(spec: RuleSpec, view: _View) -> str | None:
+    """Why the amount and wait conditions hold ("" when the rule has none), else ``None``."""
+    parts: list[str] = []
+    if spec.min_usd is not None:
+        amount = view.amount()
+        if amount is None or amount.usd < spec.min_usd:
+            return None
+        parts.append(f"{amount.text} (~{amount.usd:,.0f} USD)")
+    if spec.min_hours is not None:
+        wait = view.wait()
+        if wait is None or wait.hours < spec.min_hours:
+            return None
+        parts.append(f"waiting {wait.text} (~{wait.hours:,.0f} h)")
+    return ", ".join(parts)
+
+
+def _winner(fired: Sequence[_Firing]) -> tuple[str, list[_Firing]]:
+    """The winning category and its firings: highest priority, then total weight."""
+    by_category: dict[str, list[_Firing]] = defaultdict(list)
+    for firing in fired:
+        by_category[firing.rule.category].append(firing)
+
+    def rank(category: str) -> tuple[str, float, int]:
+        firings = by_category[category]
+        best = min(firing.rule.priority for firing in firings)
+        return best, -sum(firing.rule.weight for firing in firings), CATEGORIES.index(category)
+
+    category = min(by_category, key=rank)
+    return category, by_category[category]
+
+
+def _explain(firing: _Firing) -> str:
+    quoted = " + ".join(f'"{_clip(text)}"' for text in firing.evidence)
+    return f"rule {firing.rule.name} ({firing.rule.priority}) matched {quoted}"
+
+
+def _label(firing: _Firing) -> str:
+    return f"{firing.rule.name} ({firing.rule.category} {firing.rule.priority})"
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _EVIDENCE_CHARS else text[: _EVIDENCE_CHARS - 1] + "…"
+
+
+def _alternation(words: Iterable[str]) -> str:
+    """A regex alternation of ``words``, longest first; short Latin words must end a word."""
+    parts = []
+    for word in sorted({_normalised(word) for word in words}, key=len, reverse=True):
+        escaped = re.escape(word)
+        short_latin = word.isascii() and word.isalpha() and len(word) <= 2
+        parts.append(rf"{escaped}(?![a-z])" if short_latin else escaped)
+    return "|".join(parts)
+
+
+# Every repeat is bounded: a run of "1,000,1,000,…" must not make the search quadratic.
+_NUMBER: Final = r"\d{1,3}(?:[,.' \u00a0\u202f]\d{3}){1,5}(?:[.,]\d{1,8})?|\d{1,12}(?:[.,]\d{1,8})?"
+# A number does not start inside a Latin or Cyrillic word ("TRC20", "v2"), but may follow
+# Chinese, Japanese or Korean text directly ("充值了3个ETH", "已经两天").
+_NOT_AFTER_WORD: Final = r"(?<![0-9A-Za-z\u00c0-\u024f\u0400-\u04ff.,])"
+
+
+def _amount_regex(spec: QuantitySpec) -> re.Pattern[str] | None:
+    """Amounts written "1.5 BTC", "2k $DOGE", "€500" or "BTC 1.5개"."""
+    names = [*spec.prices_usd, *spec.currency_names]
+    if not names:
+        return None
+    currency = "|".join(
+        rf"{re.escape(name)}(?![a-z])" if name.isascii() and name.isalnum() else re.escape(name)
+        for name in sorted({_normalised(name) for name in names}, key=len, reverse=True)
+    )
+    scale = _alternation(spec.multipliers)
+    counter = "|".join(re.escape(word) for word in spec.counters)
+    scale1 = rf"(?:\s?(?P<m1>{scale}))?" if scale else "(?P<m1>)"
+    scale2 = rf"(?:\s?(?P<m2>{scale}))?" if scale else "(?P<m2>)"
+    counted = rf"(?:{counter})?" if counter else ""
+    forward = rf"{_NOT_AFTER_WORD}(?P<n1>{_NUMBER}){scale1}\s*{counted}\s*\$?(?P<c1>{currency})"
+    backward = rf"(?<![a-z])(?P<c2>{currency})\s*(?P<n2>{_NUMBER}){scale2}"
+    return re.compile(rf"{forward}|{backward}", re.IGNORECASE)
+
+
+def _duration_regex(spec: QuantitySpec) -> re.Pattern[str] | None:
+    """Durations written "3 days", "48h", "三天", "3일째", "trois jours"."""
+    if not (spec.hour_units or spec.day_units or spec.week_units):
+        return None
+    words = _alternation(spec.number_words)
+    quantity = rf"(?P<q>\d{{1,6}}(?:[.,]\d{{1,3}})?{'|' + words if words else ''})"
+    counter = "|".join(re.escape(word) for word in spec.counters)
+    counted = rf"(?:{counter})?" if counter else ""
+    units = "|".join(
+        rf"(?P<{group}>{_alternation(unit_words)})"
+        for group, unit_words in (
+            ("h", spec.hour_units),
+            ("d", spec.day_units),
+            ("w", spec.week_units),
+        )
+        if unit_words
+    )
+    return re.compile(
+        rf"{_NOT_AFTER_WORD}{quantity}\s*\+?\s*{counted}\s*(?:{units}){_REST_OF_WORD}",
+        re.IGNORECASE,
+    )
+
+
+def _number(raw: str | None) -> float | None:
+    """A written number: "25,000", "1 500", "0,9", "1.500.000" (thousands or a decimal)."""
+    if not raw:
+        return None
+    digits = re.sub(r"[\s\u00a0\u202f']", "", raw)
+    if not digits[:1].isdigit():
+        return None
+    separators = [char for char in digits if char in ",."]
+    if separators:
+        last = max(digits.rfind(","), digits.rfind("."))
+        decimal = len(set(separators)) > 1 or (
+            len(separators) == 1 and (len(digits) - last - 1 != 3 or digits[:last] == "0")
+        )
+        whole = re.sub(r"[,.]", "", digits[:last]) if decimal else re.sub(r"[,.]", "", digits)
+        digits = f"{whole}.{digits[last + 1 :]}" if decimal else whole
+    return float(digits)
