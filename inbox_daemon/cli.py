@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -64,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, handler: Command, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(command=handler)
-        if name != "demo":
+        if name not in ("demo", "triage"):
             sub.add_argument(
                 "--config",
                 type=Path,
@@ -88,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     listing.set_defaults(command=_queue_list)
     listing.add_argument("--config", type=Path, default=Path(default_config))
     listing.add_argument("--json", action="store_true", help="print a JSON array")
+    command("replay", _replay, "classify stored records again after a rules change").add_argument(
+        "--since", default="7d", help="how far back: 7d, 48h, 30m (default 7d)"
+    )
+    triage = command("triage", _triage, "triage a JSONL file of messages (nothing is sent)")
+    triage.add_argument("--input", type=Path, required=True, help="JSONL file, or - for stdin")
+    triage.add_argument("--config", type=Path, help="folder with inbox.toml, rules and templates")
     demo = command("demo", _demo, "ingest demo mail from local IMAP/SMTP servers, end to end")
     demo.add_argument(
         "--keep", type=Path, help="keep the demo's database and config in this folder"
@@ -239,6 +246,47 @@ def _json_default(value: object) -> str:
     if hasattr(value, "isoformat"):
         return str(value.isoformat())
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+async def _replay(args: argparse.Namespace) -> int:
+    from .ingest import utcnow
+    from .replay import replay
+
+    settings = load_settings(args.config)
+    since = utcnow() - _duration(args.since)
+    async with AsyncExitStack() as stack:
+        engine = await _open_engine(settings, stack)
+        report = await replay(
+            engine, load_triage(settings), since=since, sla_s=settings.queue.sla_s
+        )
+    print(
+        f"replayed {report.records} records since {since:%Y-%m-%d %H:%M} UTC: "
+        f"{report.relabelled} relabelled, {report.incidents} incidents; no reply was sent"
+    )
+    return EXIT_OK
+
+
+def _duration(text: str) -> timedelta:
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    try:
+        return timedelta(**{units[text[-1]]: float(text[:-1])})
+    except (KeyError, ValueError):
+        raise ConfigError(f"--since {text!r}: expected a number and d, h or m, e.g. 7d") from None
+
+
+async def _triage(args: argparse.Namespace) -> int:
+    from .evaluation import settings_for, triage_file
+
+    settings = settings_for(args.config)
+    if str(args.input) == "-":
+        await triage_file(sys.stdin, sys.stdout, settings=settings)
+        return EXIT_OK
+    try:
+        with args.input.open(encoding="utf-8") as source:
+            await triage_file(source, sys.stdout, settings=settings)
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", path=str(args.input)) from exc
+    return EXIT_OK
 
 
 async def _demo(args: argparse.Namespace) -> int:

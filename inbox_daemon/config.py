@@ -85,9 +85,13 @@ class QueueSettings(FrozenModel):
 
 
 class TriageSettings(FrozenModel):
-    """Where the classification rules live (relative to the config file)."""
+    """Rules files (relative to the config file; the bundled ones by default) and dedupe."""
 
     rules_file: Path | None = None
+    reply_rules_file: Path | None = None
+    duplicate_window_s: Annotated[float, Field(gt=0)] = 7 * 86400
+    incident_window_s: Annotated[float, Field(gt=0)] = 3600
+    text_similarity: Annotated[float, Field(gt=0, le=1)] = 0.85
 
 
 class OutboxSettings(FrozenModel):

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .config import Settings, SourceSettings
 from .errors import InboxError, RetryableError
 from .interfaces import Batch, Cursor, FailedMessage, FeedbackRecord, SourceAdapter
+from .pipeline.dedupe import DedupeIndex
 from .pipeline.reply_policy import ReplyContext
 from .pipeline.triage import Triage
 from .storage.batch import BatchOutcome, BatchPlan, SenderLimits, commit_batch
@@ -59,6 +60,7 @@ class SourceRunner:
         *,
         engine: AsyncEngine,
         triage: Triage,
+        index: DedupeIndex,
         settings: Settings,
         owner: str,
     ) -> None:
@@ -66,6 +68,7 @@ class SourceRunner:
         self.adapter = adapter
         self._engine = engine
         self._triage = triage
+        self._index = index
         self._settings = settings
         self._owner = owner
         self._open = False
@@ -128,7 +131,13 @@ class SourceRunner:
                 self._settings.replies.per_sender_per_day,
             ),
         )
-        outcome = await commit_batch(self._engine, plan, now=utcnow())
+        references = {record.reference for record in records}
+        try:
+            outcome = await commit_batch(self._engine, plan, now=utcnow())
+        except BaseException:
+            self._index.forget(references)  # never stored: nothing may repeat them
+            raise
+        self._index.forget(references - set(outcome.stored_references))
         report.add(batch, outcome)
         await self._after_commit(batch)
         logger.info(
@@ -170,13 +179,16 @@ class SourceRunner:
             max_ack_age_s=self._settings.replies.max_ack_age_s,
             dry_run=self._settings.replies.dry_run,
             now=utcnow(),
+            rules=self._triage.reply_rules,
         )
         records: list[FeedbackRecord] = []
         failures: list[FailedMessage] = []
         for message in batch.messages:
             try:
                 records.append(
-                    self._triage.record(message, source=self.source.name, context=context)
+                    self._triage.record(
+                        message, source=self.source.name, context=context, index=self._index
+                    )
                 )
             except Exception as exc:  # one message must never sink its batch: dead-letter it
                 logger.exception(

@@ -23,11 +23,17 @@ from .config import ServiceSettings, Settings
 from .errors import InboxError, PermanentError, RetryableError
 from .ingest import PollReport, SourceRunner, utcnow
 from .outbox import DeliveryReport, OutboxSender
+from .pipeline.dedupe import DedupeIndex, DedupeSettings, restore_index
 from .pipeline.triage import load_triage
 from .registry import adapter_plugin
 from .storage.engine import create_engine, database_url
 from .storage.migrate import ensure_migrated
-from .storage.repository import record_poll, recover_interrupted_sends, register_sources
+from .storage.repository import (
+    recent_records,
+    record_poll,
+    recover_interrupted_sends,
+    register_sources,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +69,12 @@ def describe_error(error: BaseException) -> str:
     else:
         text = f"{type(error).__name__}: {error}"
     return text[:_MAX_ERROR_CHARS]
+
+
+async def _dedupe_index(engine: AsyncEngine, settings: DedupeSettings) -> DedupeIndex:
+    horizon_s = max(settings.duplicate_window_s, settings.incident_window_s)
+    rows = await recent_records(engine, since=utcnow() - timedelta(seconds=horizon_s))
+    return restore_index(settings, rows)
 
 
 @dataclass(slots=True)
@@ -103,13 +115,20 @@ class Daemon:
         stack.push_async_callback(engine.dispose)
         await ensure_migrated(engine)
         owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        index = await _dedupe_index(engine, triage.dedupe)
         runners = {}
         for source in settings.sources:
             if not source.enabled:
                 continue
             adapter = adapter_plugin(source.kind).create(source)
             runner = SourceRunner(
-                source, adapter, engine=engine, triage=triage, settings=settings, owner=owner
+                source,
+                adapter,
+                engine=engine,
+                triage=triage,
+                index=index,
+                settings=settings,
+                owner=owner,
             )
             stack.push_async_callback(runner.release)
             runners[source.name] = runner

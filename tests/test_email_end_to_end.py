@@ -31,7 +31,7 @@ def mail(
     *,
     sender: str = "Alice Tan <alice@example.net>",
     subject: str = "Withdrawal stuck",
-    body: str = "My BTC withdrawal has been pending for two days. UID 52019374.",
+    body: str = "My BTC withdrawal has been pending for two days.",
     extra: str = "",
 ) -> bytes:
     return (
@@ -131,13 +131,20 @@ async def test_mail_becomes_record_queue_item_and_threaded_acknowledgment(
     )
     await imap.append(
         "INBOX",
-        mail("ooo@example.net", subject="Out of office", extra="Auto-Submitted: auto-replied\r\n"),
+        mail(
+            "ooo@example.net",
+            sender="Bob Ray <bob@example.net>",
+            subject="Out of office",
+            body="I am away until Monday.",
+            extra="Auto-Submitted: auto-replied\r\n",
+        ),
     )
     await imap.append(
         "INBOX",
         mail(
             "list@example.org",
             sender="news@lists.example.org",
+            body="This week in crypto: ten stories.",
             extra="List-Id: <news.lists.example.org>\r\nPrecedence: list\r\n",
         ),
     )
@@ -161,7 +168,7 @@ async def test_mail_becomes_record_queue_item_and_threaded_acknowledgment(
     assert records["a1@example.net"].reference in reply["Subject"]
     assert records["a1@example.net"].reference in reply.get_content()
     assert records["a1@example.net"].thread_key == "root@example.net"
-    assert "RFC 3834" in records["ooo@example.net"].ack_reason
+    assert records["ooo@example.net"].ack_code == "out-of-office"
     assert "list" in records["list@example.org"].ack_reason.lower()
 
 

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.timeout(90)
 MAIL = (
     b"Message-ID: <svc-1@example.net>\r\nDate: Mon, 23 Nov 2026 08:00:00 +0000\r\n"
     b"From: Carla Diaz <carla@example.net>\r\nTo: support@example.com\r\n"
-    b"Subject: Deposit not credited\r\n\r\nMy USDT deposit is not credited yet, private words here.\r\n"
+    b"Subject: Deposit not credited\r\n\r\n"
+    b"My USDT deposit is not credited yet, private words here.\r\n"
 )
 
 

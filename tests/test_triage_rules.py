@@ -9,6 +9,7 @@ import pytest
 from inbox_daemon.config import Settings
 from inbox_daemon.errors import ConfigError
 from inbox_daemon.pipeline.classify import load_rules
+from inbox_daemon.pipeline.dedupe import DedupeIndex
 from inbox_daemon.pipeline.language import detect_language
 from inbox_daemon.pipeline.reply_policy import ReplyContext
 from inbox_daemon.pipeline.templates import TemplateSet
@@ -137,7 +138,9 @@ def test_template_cannot_reach_python_internals(tmp_path: Path) -> None:
 def test_record_carries_language_labels_decision_and_rendered_reply() -> None:
     triage = load_triage(Settings(config_version=1, config_path=ROOT / "config" / "inbox.toml"))
     context = ReplyContext(True, frozenset(), "inbox-daemon", 86400 * 2, False, NOW)
-    record = triage.record(message(), source="support-mail", context=context)
+    record = triage.record(
+        message(), source="support-mail", context=context, index=DedupeIndex(triage.dedupe)
+    )
     assert record.reference.startswith("FB-")
     assert record.language == "en"
     assert record.classification.category == "deposit_withdrawal"

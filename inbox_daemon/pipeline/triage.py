@@ -1,45 +1,101 @@
-"""Turn one normalised message into a feedback record: language, labels, acknowledgment."""
+"""Turn one normalised message into a feedback record.
+
+The order is DESIGN.md's: redact secrets (nothing after this step sees them), detect the
+language, classify, extract entities, deduplicate, then decide and render the
+acknowledgment.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from importlib.resources import as_file, files
 from pathlib import Path
 
 from ..config import Settings
 from ..interfaces import AckDecision, Classifier, FeedbackRecord, InboundMessage, ReplyDraft
 from .classify import load_rules
+from .dedupe import DedupeIndex, DedupeResult, DedupeSettings, Seen, persons_of
+from .entities import extract_entities
 from .language import UNDETERMINED, detect_language
+from .redact import redact
 from .reference import new_reference
-from .reply_policy import ReplyContext, decide
+from .reply_policy import ReplyContext, ReplyRules, decide, load_reply_rules
 from .templates import TemplateSet
+
+#: Withholding reasons that come before "duplicate" in the reply policy's order.
+_BEFORE_DUPLICATE = frozenset(
+    {
+        "mailer-daemon bounce",
+        "out-of-office",
+        "auto-submitted",
+        "bulk/list",
+        "noreply sender",
+        "spam/phishing",
+        "not addressed to us",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Triage:
-    """The loaded rules and templates, and the reply settings they are applied with."""
+    """The loaded rules, templates and reply rules, and the reply settings they apply."""
 
     classifier: Classifier
     templates: TemplateSet
+    reply_rules: ReplyRules
     loop_marker: str
+    dedupe: DedupeSettings
 
     def record(
-        self, message: InboundMessage, *, source: str, context: ReplyContext
+        self,
+        message: InboundMessage,
+        *,
+        source: str,
+        context: ReplyContext,
+        index: DedupeIndex,
+        reference: str | None = None,
     ) -> FeedbackRecord:
-        """The feedback record of ``message`` as received through ``source``."""
+        """The feedback record of ``message`` as received through ``source``.
+
+        ``index`` holds the recent records; the new record is added to it.
+        """
+        message, redactions = _redacted(message)
         language = detect_language(f"{message.subject}\n{message.text}")
         classification = self.classifier.classify(message, language)
-        ack = decide(message, context)
-        reference = new_reference()
-        reply = self._draft(message, reference, language, classification.category, ack)
+        entities = extract_entities(f"{message.subject}\n{message.text}")
+        seen = Seen(
+            reference=reference or new_reference(),
+            received_at=message.received_at,
+            persons=persons_of(message.channel, message.sender.id, entities),
+            category=classification.category,
+            entities=entities,
+            text=" ".join(message.text.lower().split()),
+        )
+        verdict = index.check(seen)
+        ack = _with_dedupe(decide(message, context), verdict)
+        index.add(replace(seen, duplicate=verdict.duplicate_of is not None), verdict)
+        reply = self._draft(
+            message,
+            seen.reference,
+            language,
+            classification.category,
+            ack,
+            verdict,
+            tuple(redactions),
+        )
         return FeedbackRecord(
             source=source,
             message=message,
-            reference=reference,
+            reference=seen.reference,
             language=language,
             classification=classification,
             ack=ack,
             reply=reply,
+            redactions=redactions,
+            entities=entities.as_dict(),
+            duplicate_of=verdict.duplicate_of,
+            incident=verdict.incident,
         )
 
     def _draft(
@@ -49,10 +105,13 @@ class Triage:
         language: str,
         category: str,
         ack: AckDecision,
+        verdict: DedupeResult,
+        secrets: tuple[str, ...],
     ) -> ReplyDraft | None:
         if ack.action == "withheld":
             return None
         reply_language = language if language != UNDETERMINED else "en"
+        incident = verdict.incident.title if verdict.incident and verdict.incident.known else ""
         rendered = self.templates.render(
             channel=message.channel,
             category=category,
@@ -61,6 +120,9 @@ class Triage:
                 "reference": reference,
                 "display_name": message.sender.display_name,
                 "subject": message.subject,
+                "incident": incident,
+                "secrets": secrets,
+                "public": bool(message.meta.get("public", False)),
             },
         )
         return ReplyDraft(
@@ -75,8 +137,33 @@ class Triage:
         )
 
 
+def _redacted(message: InboundMessage) -> tuple[InboundMessage, dict[str, int]]:
+    subject, full_text = redact(message.subject), redact(message.full_text)
+    if not subject.counts and not full_text.counts:
+        return message, {}  # the visible text is taken from the full text: nothing there either
+    text = redact(message.text)
+    counts: Counter[str] = Counter(subject.counts)
+    for kind in set(text.counts) | set(full_text.counts):
+        counts[kind] += max(text.counts.get(kind, 0), full_text.counts.get(kind, 0))
+    headers = dict(message.headers)
+    if "subject" in headers:
+        headers["subject"] = subject.text
+    redacted = replace(
+        message, subject=subject.text, text=text.text, full_text=full_text.text, headers=headers
+    )
+    return redacted, dict(counts)
+
+
+def _with_dedupe(ack: AckDecision, verdict: DedupeResult) -> AckDecision:
+    if verdict.duplicate_of is None or ack.code in _BEFORE_DUPLICATE:
+        return ack
+    return AckDecision(
+        "withheld", f"repeats {verdict.duplicate_of} (same person, same problem)", "duplicate"
+    )
+
+
 def load_triage(settings: Settings) -> Triage:
-    """Load the rules and templates ``settings`` name (the bundled defaults when they name none).
+    """Load the rules, templates and reply rules ``settings`` name (the bundled ones by default).
 
     Raises:
         ConfigError: a rule, a regular expression or a template is invalid.
@@ -84,14 +171,25 @@ def load_triage(settings: Settings) -> Triage:
     bundled = files("inbox_daemon.bundled_config")
     with (
         as_file(bundled / "rules.toml") as default_rules,
+        as_file(bundled / "reply_rules.toml") as default_reply_rules,
         as_file(bundled / "templates") as default_templates,
     ):
-        rules_path = _resolve(settings, settings.triage.rules_file, default_rules)
-        templates_path = _resolve(settings, settings.replies.templates_dir, default_templates)
+        triage = settings.triage
         return Triage(
-            classifier=load_rules(rules_path),
-            templates=TemplateSet(templates_path, settings.replies.ticket_url),
+            classifier=load_rules(_resolve(settings, triage.rules_file, default_rules)),
+            templates=TemplateSet(
+                _resolve(settings, settings.replies.templates_dir, default_templates),
+                settings.replies.ticket_url,
+            ),
+            reply_rules=load_reply_rules(
+                _resolve(settings, triage.reply_rules_file, default_reply_rules)
+            ),
             loop_marker=settings.replies.loop_marker,
+            dedupe=DedupeSettings(
+                duplicate_window_s=triage.duplicate_window_s,
+                incident_window_s=triage.incident_window_s,
+                text_similarity=triage.text_similarity,
+            ),
         )
 
 

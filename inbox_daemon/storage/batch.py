@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, func, insert, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -26,6 +26,7 @@ from .schema import (
     cursors,
     dead_letters,
     feedback_records,
+    incidents,
     leases,
     outbox,
     queue_items,
@@ -83,6 +84,7 @@ class BatchOutcome:
     duplicates: int
     replies_queued: int
     dead_letters: int
+    stored_references: tuple[str, ...] = ()
 
 
 async def commit_batch(engine: AsyncEngine, plan: BatchPlan, *, now: datetime) -> BatchOutcome:
@@ -101,6 +103,8 @@ async def commit_batch(engine: AsyncEngine, plan: BatchPlan, *, now: datetime) -
             if r.message.external_id in ids
         ]
         duplicates = await _mark_duplicates(conn, plan.source, new)
+        duplicates.update(await _link_repeats(conn, new))
+        await _link_incidents(conn, new, now)
         originals = [(record_id, r) for record_id, r in new if record_id not in duplicates]
         await _insert_many(
             conn,
@@ -113,7 +117,10 @@ async def commit_batch(engine: AsyncEngine, plan: BatchPlan, *, now: datetime) -
         queued = await _queue_replies(conn, originals, plan.limits, now)
         dead = await _insert_dead_letters(conn, plan.source, plan.failures, now)
         await _move_cursor(conn, plan.source, plan.cursor_version, plan.next_cursor, now)
-    return BatchOutcome(len(new), len(plan.records) - len(new), len(duplicates), queued, dead)
+    stored = tuple(record.reference for _, record in new)
+    return BatchOutcome(
+        len(new), len(plan.records) - len(new), len(duplicates), queued, dead, stored
+    )
 
 
 def upsert(conn: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -184,9 +191,78 @@ async def _mark_duplicates(
                 record_id,
                 "withheld",
                 f"duplicate of {reference} (the same message, received via {other})",
+                "duplicate",
                 duplicate_of=original_id,
             )
     return duplicates
+
+
+async def _link_repeats(
+    conn: AsyncConnection, new: Sequence[tuple[int, FeedbackRecord]]
+) -> dict[int, int]:
+    """Levels 3 and 5: a record that repeats an earlier one points at it, by reference."""
+    repeats = {record_id: r.duplicate_of for record_id, r in new if r.duplicate_of}
+    if not repeats:
+        return {}
+    rows = await conn.execute(
+        select(feedback_records.c.reference, feedback_records.c.id).where(
+            feedback_records.c.reference.in_(set(repeats.values()))
+        )
+    )
+    ids = {reference: original_id for reference, original_id in rows.all()}
+    linked = {record_id: ids[ref] for record_id, ref in repeats.items() if ref in ids}
+    if linked:
+        await conn.execute(
+            update(feedback_records)
+            .where(feedback_records.c.id == bindparam("record_id"))
+            .values(duplicate_of=bindparam("original_id")),
+            [{"record_id": rid, "original_id": oid} for rid, oid in linked.items()],
+        )
+    return linked
+
+
+async def _link_incidents(
+    conn: AsyncConnection, new: Sequence[tuple[int, FeedbackRecord]], now: datetime
+) -> None:
+    """Level 4: make or extend the incident, and link this report and the earlier ones."""
+    for record_id, record in new:
+        link = record.incident
+        if link is None:
+            continue
+        received_at = record.message.received_at
+        statement = (
+            upsert(conn, incidents)
+            .values(
+                title=link.title,
+                key=link.key,
+                category=record.classification.category,
+                first_seen=received_at,
+                last_seen=received_at,
+                report_count=0,
+                status="open",
+            )
+            .on_conflict_do_update(
+                index_elements=["key"],
+                set_={
+                    "last_seen": case(
+                        (incidents.c.last_seen < received_at, received_at),
+                        else_=incidents.c.last_seen,
+                    )
+                },
+            )
+            .returning(incidents.c.id)
+        )
+        incident_id = (await conn.execute(statement)).scalar_one()
+        members = or_(
+            feedback_records.c.id == record_id, feedback_records.c.reference.in_(link.members)
+        )
+        await conn.execute(update(feedback_records).where(members).values(incident_id=incident_id))
+        reports = select(func.count()).where(feedback_records.c.incident_id == incident_id)
+        await conn.execute(
+            update(incidents)
+            .where(incidents.c.id == incident_id)
+            .values(report_count=reports.scalar_subquery())
+        )
 
 
 async def _queue_replies(
@@ -195,61 +271,118 @@ async def _queue_replies(
     limits: SenderLimits,
     now: datetime,
 ) -> int:
-    queued = 0
-    for record_id, record in originals:
-        if not record.ack.send or record.reply is None:
-            continue
-        reason = await _sender_limit_reason(conn, record, limits, now)
-        if reason is None and not await _claim_thread(conn, record_id, record, now):
-            reason = "this conversation was already acknowledged"
-        if reason is not None:
-            await _set_ack(conn, record_id, "withheld", reason)
-            continue
-        await conn.execute(insert(outbox), [outbox_row(record_id, record, record.reply, now=now)])
-        queued += 1
-    return queued
+    """Make the outbox rows of the records to acknowledge, in order, within the limits.
 
-
-async def _sender_limit_reason(
-    conn: AsyncConnection, record: FeedbackRecord, limits: SenderLimits, now: datetime
-) -> str | None:
-    sender = record.message.sender
-    for window, limit, label in (
-        (timedelta(hours=1), limits.per_hour, "hour"),
-        (timedelta(days=1), limits.per_day, "day"),
-    ):
-        count = await conn.scalar(
-            select(func.count())
-            .select_from(reply_log)
-            .where(
-                reply_log.c.channel == record.message.channel,
-                reply_log.c.sender_id == sender.id,
-                reply_log.c.created_at > now - window,
+    Each sender's acknowledgments of the last hour and day, and the threads already
+    acknowledged, are read once for the batch; the thread claim itself is a unique index,
+    so a replica racing this one cannot acknowledge the same thread too.
+    """
+    wanted = [(rid, r) for rid, r in originals if r.ack.send and r.reply is not None]
+    if not wanted:
+        return 0
+    usage = await _recent_acknowledgments(conn, wanted, now)
+    claimed = await _claimed_threads(conn, wanted)
+    claims: list[tuple[int, FeedbackRecord]] = []
+    withheld: list[tuple[int, str, str]] = []
+    for record_id, record in wanted:
+        sender = (record.message.channel, record.message.sender.id)
+        thread = (record.message.channel, record.message.thread_key)
+        hour, day = usage.get(sender, (0, 0))
+        if hour >= limits.per_hour or day >= limits.per_day:
+            limit, label = (
+                (limits.per_hour, "hour") if hour >= limits.per_hour else (limits.per_day, "day")
             )
+            withheld.append(
+                (
+                    record_id,
+                    f"sender limit reached: {limit} acknowledgments per {label}",
+                    "sender limit",
+                )
+            )
+        elif thread in claimed:
+            withheld.append((record_id, _THREAD_ACKNOWLEDGED, "thread already acknowledged"))
+        else:
+            claimed.add(thread)
+            usage[sender] = (hour + 1, day + 1)
+            claims.append((record_id, record))
+    won = await _claim_threads(conn, claims, now)
+    withheld += [
+        (rid, _THREAD_ACKNOWLEDGED, "thread already acknowledged")
+        for rid, _ in claims
+        if rid not in won
+    ]
+    await _withhold(conn, withheld)
+    rows = [outbox_row(rid, r, r.reply, now=now) for rid, r in claims if rid in won and r.reply]
+    await _insert_many(conn, outbox, rows)
+    return len(rows)
+
+
+_THREAD_ACKNOWLEDGED = "this conversation was already acknowledged"
+
+
+async def _recent_acknowledgments(
+    conn: AsyncConnection, wanted: Sequence[tuple[int, FeedbackRecord]], now: datetime
+) -> dict[tuple[str, str], tuple[int, int]]:
+    senders = {r.message.sender.id for _, r in wanted}
+    last_hour = case((reply_log.c.created_at > now - timedelta(hours=1), 1), else_=0)
+    rows = await conn.execute(
+        select(reply_log.c.channel, reply_log.c.sender_id, func.sum(last_hour), func.count())
+        .where(reply_log.c.sender_id.in_(senders), reply_log.c.created_at > now - timedelta(days=1))
+        .group_by(reply_log.c.channel, reply_log.c.sender_id)
+    )
+    return {
+        (channel, sender): (int(hour or 0), int(day)) for channel, sender, hour, day in rows.all()
+    }
+
+
+async def _claimed_threads(
+    conn: AsyncConnection, wanted: Sequence[tuple[int, FeedbackRecord]]
+) -> set[tuple[str, str]]:
+    threads = {r.message.thread_key for _, r in wanted}
+    rows = await conn.execute(
+        select(reply_log.c.channel, reply_log.c.thread_key).where(
+            reply_log.c.thread_key.in_(threads)
         )
-        if (count or 0) >= limit:
-            return f"sender limit reached: {limit} acknowledgments per {label}"
-    return None
+    )
+    return {(channel, thread) for channel, thread in rows.all()}
 
 
-async def _claim_thread(
-    conn: AsyncConnection, record_id: int, record: FeedbackRecord, now: datetime
-) -> bool:
-    """Record the one acknowledgment of this thread; False when the thread already has it."""
-    message = record.message
+async def _claim_threads(
+    conn: AsyncConnection, claims: Sequence[tuple[int, FeedbackRecord]], now: datetime
+) -> set[int]:
+    """Record the one acknowledgment of each thread; returns the record ids that got it."""
+    if not claims:
+        return set()
+    rows = [
+        {
+            "channel": r.message.channel,
+            "thread_key": r.message.thread_key,
+            "sender_id": r.message.sender.id,
+            "record_id": rid,
+            "created_at": now,
+        }
+        for rid, r in claims
+    ]
     statement = (
         upsert(conn, reply_log)
-        .values(
-            channel=message.channel,
-            thread_key=message.thread_key,
-            sender_id=message.sender.id,
-            record_id=record_id,
-            created_at=now,
-        )
         .on_conflict_do_nothing(index_elements=["channel", "thread_key"])
-        .returning(reply_log.c.id)
+        .returning(reply_log.c.record_id)
     )
-    return (await conn.execute(statement)).first() is not None
+    return set((await conn.execute(statement, rows)).scalars().all())
+
+
+async def _withhold(conn: AsyncConnection, withheld: Sequence[tuple[int, str, str]]) -> None:
+    if not withheld:
+        return
+    statement = (
+        update(feedback_records)
+        .where(feedback_records.c.id == bindparam("record_id"))
+        .values(ack_decision="withheld", ack_reason=bindparam("reason"), ack_code=bindparam("code"))
+    )
+    await conn.execute(
+        statement,
+        [{"record_id": rid, "reason": reason, "code": code} for rid, reason, code in withheld],
+    )
 
 
 async def _set_ack(
@@ -257,10 +390,11 @@ async def _set_ack(
     record_id: int,
     action: str,
     reason: str,
+    code: str,
     *,
     duplicate_of: int | None = None,
 ) -> None:
-    values: dict[str, Any] = {"ack_decision": action, "ack_reason": reason}
+    values: dict[str, Any] = {"ack_decision": action, "ack_reason": reason, "ack_code": code}
     if duplicate_of is not None:
         values["duplicate_of"] = duplicate_of
     await conn.execute(

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..interfaces import Cursor, OutboundReply, SendResult
 from .batch import upsert
 from .rows import outbound_reply
-from .schema import cursors, feedback_records, leases, outbox, queue_items, sources
+from .schema import cursors, feedback_records, incidents, leases, outbox, queue_items, sources
 
 
 async def acquire_lease(
@@ -275,6 +275,29 @@ async def outbox_problems(engine: AsyncEngine, *, limit: int = 20) -> list[dict[
         .where(outbox.c.state.in_(("retry", "failed", "unknown")))
         .order_by(outbox.c.id.desc())
         .limit(limit)
+    )
+    async with engine.connect() as conn:
+        return [dict(row._mapping) for row in (await conn.execute(query)).all()]
+
+
+async def recent_records(engine: AsyncEngine, *, since: datetime) -> list[dict[str, Any]]:
+    """Records received since ``since``, oldest first, with what deduplication keys on."""
+    query = (
+        select(
+            feedback_records.c.reference,
+            feedback_records.c.received_at,
+            feedback_records.c.channel,
+            feedback_records.c.sender_id,
+            feedback_records.c.category,
+            feedback_records.c.entities,
+            feedback_records.c.text,
+            feedback_records.c.duplicate_of,
+            incidents.c.key.label("incident_key"),
+            incidents.c.title.label("incident_title"),
+        )
+        .outerjoin(incidents, incidents.c.id == feedback_records.c.incident_id)
+        .where(feedback_records.c.received_at >= since)
+        .order_by(feedback_records.c.received_at, feedback_records.c.id)
     )
     async with engine.connect() as conn:
         return [dict(row._mapping) for row in (await conn.execute(query)).all()]
