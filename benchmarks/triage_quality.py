@@ -5,7 +5,8 @@
 Prints, per field, accuracy and a confusion table against the labels; P1 recall; replies to
 robots; secret recall and precision; duplicate and incident pair F1; and the command's
 throughput on the set repeated to N distinct messages (new ids, senders, Message-IDs and a
-varied word in every copy, so no cache keyed on text makes it fast), on one core.
+varied word and renumbered UIDs in every copy, so no cache keyed on text makes it fast and no
+copy repeats another), on one core.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEV_SET = ROOT.parent / "shared" / "corpora" / "triage-dev" / "messages.jsonl"
 FIELDS = ("language", "category", "priority", "team", "should_autoreply")
+LONG_NUMBER = re.compile(r"(?<![\w.])\d{5,12}(?![\w.])")
 ROBOT_REASONS = {"auto-submitted", "bulk/list", "mailer-daemon bounce", "out-of-office"}
 
 
@@ -132,7 +135,12 @@ def distinct_copies(messages: list[dict], total: int) -> list[dict]:
         round_ = n // len(messages)
         item["id"] = f"{item['id']}-r{round_}"
         item["sender"] = f"{item['sender']}.r{round_}"
-        item["text"] = f"{item['text']} (ref {n})"
+        # Each copy quotes its own UIDs and order numbers, or every copy would be the same
+        # person repeating themselves, which no real stream of distinct messages is.
+        item["text"] = (
+            LONG_NUMBER.sub(lambda m, r=round_: str(int(m.group()) + r), item["text"])
+            + f" (ref {n})"
+        )
         headers = dict(item.get("headers") or {})
         if "Message-ID" in headers:
             headers["Message-ID"] = headers["Message-ID"].replace("@", f".r{round_}@")

@@ -10,6 +10,7 @@ neither commit nor move a cursor backwards.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -224,45 +225,56 @@ async def _link_repeats(
 async def _link_incidents(
     conn: AsyncConnection, new: Sequence[tuple[int, FeedbackRecord]], now: datetime
 ) -> None:
-    """Level 4: make or extend the incident, and link this report and the earlier ones."""
+    """Level 4: make or extend each incident, and link its reports, earlier ones included."""
+    by_key: dict[str, list[tuple[int, FeedbackRecord]]] = defaultdict(list)
     for record_id, record in new:
-        link = record.incident
-        if link is None:
-            continue
-        received_at = record.message.received_at
-        statement = (
-            upsert(conn, incidents)
-            .values(
-                title=link.title,
-                key=link.key,
-                category=record.classification.category,
-                first_seen=received_at,
-                last_seen=received_at,
-                report_count=0,
-                status="open",
-            )
-            .on_conflict_do_update(
-                index_elements=["key"],
-                set_={
-                    "last_seen": case(
-                        (incidents.c.last_seen < received_at, received_at),
-                        else_=incidents.c.last_seen,
-                    )
-                },
-            )
-            .returning(incidents.c.id)
-        )
-        incident_id = (await conn.execute(statement)).scalar_one()
+        if record.incident is not None:
+            by_key[record.incident.key].append((record_id, record))
+    for key, reports in by_key.items():
+        incident_id = await _upsert_incident(conn, key, [record for _, record in reports])
+        earlier = {ref for _, r in reports if r.incident for ref in r.incident.members}
         members = or_(
-            feedback_records.c.id == record_id, feedback_records.c.reference.in_(link.members)
+            feedback_records.c.id.in_([record_id for record_id, _ in reports]),
+            feedback_records.c.reference.in_(earlier),
         )
         await conn.execute(update(feedback_records).where(members).values(incident_id=incident_id))
-        reports = select(func.count()).where(feedback_records.c.incident_id == incident_id)
+        count = select(func.count()).where(feedback_records.c.incident_id == incident_id)
         await conn.execute(
             update(incidents)
             .where(incidents.c.id == incident_id)
-            .values(report_count=reports.scalar_subquery())
+            .values(report_count=count.scalar_subquery())
         )
+
+
+async def _upsert_incident(
+    conn: AsyncConnection, key: str, reports: Sequence[FeedbackRecord]
+) -> int:
+    times = [record.message.received_at for record in reports]
+    link, latest = reports[0].incident, max(times)
+    assert link is not None  # noqa: S101 - grouped by incident
+    statement = (
+        upsert(conn, incidents)
+        .values(
+            title=link.title,
+            key=key,
+            category=reports[0].classification.category,
+            first_seen=min(times),
+            last_seen=latest,
+            report_count=0,
+            status="open",
+        )
+        .on_conflict_do_update(
+            index_elements=["key"],
+            set_={
+                "last_seen": case(
+                    (incidents.c.last_seen < latest, latest), else_=incidents.c.last_seen
+                )
+            },
+        )
+        .returning(incidents.c.id)
+    )
+    incident_id: int = (await conn.execute(statement)).scalar_one()
+    return incident_id
 
 
 async def _queue_replies(

@@ -80,10 +80,23 @@ def outbox_row(
 
 def draft_payload(draft: ReplyDraft) -> dict[str, Any]:
     """``draft`` as JSON."""
-    payload = asdict(draft)
-    payload["references"] = list(draft.references)
-    payload["headers"] = dict(draft.headers)
-    return payload
+    recipient = draft.recipient
+    return {
+        "recipient": {
+            "channel": recipient.channel,
+            "id": recipient.id,
+            "handle": recipient.handle,
+            "display_name": recipient.display_name,
+        },
+        "subject": draft.subject,
+        "text": draft.text,
+        "language": draft.language,
+        "thread_key": draft.thread_key,
+        "in_reply_to": draft.in_reply_to,
+        "references": list(draft.references),
+        "html": draft.html,
+        "headers": dict(draft.headers),
+    }
 
 
 def outbound_reply(row_id: int, channel: str, payload: dict[str, Any]) -> OutboundReply:
