@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .interfaces import Identity, InboundMessage
@@ -22,7 +22,7 @@ from .pipeline.dedupe import DedupeIndex, DedupeResult, Seen, persons_of
 from .pipeline.entities import extract_entities
 from .pipeline.language import detect_language
 from .pipeline.triage import Triage
-from .storage.batch import upsert
+from .storage.batch import count_reports, upsert_incident
 from .storage.schema import feedback_records, incidents, queue_items
 
 
@@ -117,15 +117,7 @@ async def _relabel(
     await conn.execute(
         update(feedback_records).where(feedback_records.c.id == row["id"]).values(**values)
     )
-    await conn.execute(
-        update(queue_items)
-        .where(queue_items.c.record_id == row["id"], queue_items.c.state == "new")
-        .values(
-            team=labels.team,
-            priority=labels.priority,
-            due_at=queue_items.c.created_at + timedelta(seconds=sla_s[labels.priority]),
-        )
-    )
+    await _requeue(conn, row["id"], labels.team, labels.priority, sla_s)
     changed = (row["category"], row["priority"], row["team"]) != (
         labels.category,
         labels.priority,
@@ -140,29 +132,29 @@ async def _incident(
     link = verdict.incident
     if link is None:
         return None
-    statement = (
-        upsert(conn, incidents)
-        .values(
-            title=link.title,
-            key=link.key,
-            category=category,
-            first_seen=when,
-            last_seen=when,
-            report_count=0,
-            status="open",
-        )
-        .on_conflict_do_update(index_elements=["key"], set_={"last_seen": when})
-        .returning(incidents.c.id)
+    incident_id = await upsert_incident(
+        conn, link, category=category, first_seen=when, last_seen=when
     )
-    incident_id: int = (await conn.execute(statement)).scalar_one()
-    members = feedback_records.c.reference.in_(link.members)
+    members = or_(
+        feedback_records.c.id == record_id, feedback_records.c.reference.in_(link.members)
+    )
     await conn.execute(update(feedback_records).where(members).values(incident_id=incident_id))
-    count = select(feedback_records.c.id).where(feedback_records.c.incident_id == incident_id)
-    total = len((await conn.execute(count)).all()) + 1
-    await conn.execute(
-        update(incidents).where(incidents.c.id == incident_id).values(report_count=total)
-    )
+    await count_reports(conn, incident_id)
     return incident_id
+
+
+async def _requeue(
+    conn: AsyncConnection, record_id: int, team: str, priority: str, sla_s: Mapping[str, int]
+) -> None:
+    """Move a queue item nobody has claimed to its new team, priority and due time."""
+    waiting = (queue_items.c.record_id == record_id) & (queue_items.c.state == "new")
+    created_at = await conn.scalar(select(queue_items.c.created_at).where(waiting))
+    if created_at is None:
+        return
+    due_at = created_at + timedelta(seconds=sla_s[priority])
+    await conn.execute(
+        update(queue_items).where(waiting).values(team=team, priority=priority, due_at=due_at)
+    )
 
 
 def _message(row: Mapping[str, Any]) -> InboundMessage:

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import RetryableError
-from ..interfaces import Cursor, FailedMessage, FeedbackRecord
+from ..interfaces import Cursor, FailedMessage, FeedbackRecord, IncidentLink
 from .rows import outbox_row, queue_row, record_row
 from .schema import (
     cursors,
@@ -230,36 +230,43 @@ async def _link_incidents(
     for record_id, record in new:
         if record.incident is not None:
             by_key[record.incident.key].append((record_id, record))
-    for key, reports in by_key.items():
-        incident_id = await _upsert_incident(conn, key, [record for _, record in reports])
+    for reports in by_key.values():
+        times = [record.message.received_at for _, record in reports]
+        link = reports[0][1].incident
+        assert link is not None  # noqa: S101 - grouped by incident
+        incident_id = await upsert_incident(
+            conn,
+            link,
+            category=reports[0][1].classification.category,
+            first_seen=min(times),
+            last_seen=max(times),
+        )
         earlier = {ref for _, r in reports if r.incident for ref in r.incident.members}
         members = or_(
             feedback_records.c.id.in_([record_id for record_id, _ in reports]),
             feedback_records.c.reference.in_(earlier),
         )
         await conn.execute(update(feedback_records).where(members).values(incident_id=incident_id))
-        count = select(func.count()).where(feedback_records.c.incident_id == incident_id)
-        await conn.execute(
-            update(incidents)
-            .where(incidents.c.id == incident_id)
-            .values(report_count=count.scalar_subquery())
-        )
+        await count_reports(conn, incident_id)
 
 
-async def _upsert_incident(
-    conn: AsyncConnection, key: str, reports: Sequence[FeedbackRecord]
+async def upsert_incident(
+    conn: AsyncConnection,
+    link: IncidentLink,
+    *,
+    category: str,
+    first_seen: datetime,
+    last_seen: datetime,
 ) -> int:
-    times = [record.message.received_at for record in reports]
-    link, latest = reports[0].incident, max(times)
-    assert link is not None  # noqa: S101 - grouped by incident
+    """The id of the incident ``link`` names, made or extended to ``last_seen``."""
     statement = (
         upsert(conn, incidents)
         .values(
             title=link.title,
-            key=key,
-            category=reports[0].classification.category,
-            first_seen=min(times),
-            last_seen=latest,
+            key=link.key,
+            category=category,
+            first_seen=first_seen,
+            last_seen=last_seen,
             report_count=0,
             status="open",
         )
@@ -267,7 +274,7 @@ async def _upsert_incident(
             index_elements=["key"],
             set_={
                 "last_seen": case(
-                    (incidents.c.last_seen < latest, latest), else_=incidents.c.last_seen
+                    (incidents.c.last_seen < last_seen, last_seen), else_=incidents.c.last_seen
                 )
             },
         )
@@ -275,6 +282,16 @@ async def _upsert_incident(
     )
     incident_id: int = (await conn.execute(statement)).scalar_one()
     return incident_id
+
+
+async def count_reports(conn: AsyncConnection, incident_id: int) -> None:
+    """Set the incident's report count from the records linked to it."""
+    count = select(func.count()).where(feedback_records.c.incident_id == incident_id)
+    await conn.execute(
+        update(incidents)
+        .where(incidents.c.id == incident_id)
+        .values(report_count=count.scalar_subquery())
+    )
 
 
 async def _queue_replies(
