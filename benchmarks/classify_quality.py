@@ -27,10 +27,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inbox_daemon.interfaces import Classification, Identity, InboundMessage  # noqa: E402
+from inbox_daemon.evaluation import message_from_line  # noqa: E402
+from inbox_daemon.interfaces import Classification, InboundMessage  # noqa: E402
 from inbox_daemon.pipeline.classify import load_rules  # noqa: E402
 from inbox_daemon.pipeline.language import detect_language  # noqa: E402
-from inbox_daemon.pipeline.normalise import clean_text, visible_text  # noqa: E402
 
 DEV_SET = ROOT.parent / "shared" / "corpora" / "triage-dev" / "messages.jsonl"
 RULES = ROOT / "config" / "rules.toml"
@@ -62,26 +62,11 @@ def read_set(path: Path) -> Iterator[Labelled]:
         for number, line in enumerate(lines):
             if line.strip():
                 item = json.loads(line)
-                yield Labelled(str(item["id"]), to_message(item, number), item.get("label", {}))
-
-
-def to_message(item: Mapping[str, Any], number: int) -> InboundMessage:
-    """An InboundMessage built from one line as the e-mail normaliser would build it."""
-    channel = str(item["channel"])
-    full_text = clean_text(str(item["text"]))
-    sender = str(item.get("sender") or "")
-    return InboundMessage(
-        external_id=str(item["id"]),
-        channel=channel,
-        received_at=START + timedelta(minutes=number),
-        sender=Identity(channel, sender.lower(), sender),
-        subject=str(item.get("subject") or ""),
-        text=visible_text(full_text) if channel == "email" else full_text,
-        full_text=full_text,
-        thread_key=str(item["id"]),
-        raw_ref=f"line {item['id']}",
-        headers={str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()},
-    )
+                yield Labelled(
+                    str(item["id"]),
+                    message_from_line(item, START + timedelta(minutes=number)),
+                    item.get("label", {}),
+                )
 
 
 def confusion(expected: Sequence[str], predicted: Sequence[str]) -> str:

@@ -21,10 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+from classify_quality import confusion  # noqa: E402 - run as a script: its folder is on sys.path
+
 DEV_SET = ROOT.parent / "shared" / "corpora" / "triage-dev" / "messages.jsonl"
 FIELDS = ("language", "category", "priority", "team", "should_autoreply")
 LONG_NUMBER = re.compile(r"(?<![\w.])\d{5,12}(?![\w.])")
@@ -39,18 +41,6 @@ def run_triage(path: Path) -> tuple[list[dict], float]:
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     elapsed = time.perf_counter() - started
     return [json.loads(line) for line in result.stdout.splitlines()], elapsed
-
-
-def confusion(expected: list[str], predicted: list[str]) -> str:
-    labels = sorted(set(expected) | set(predicted))
-    counts = Counter(zip(expected, predicted, strict=True))
-    width = max(len(label) for label in labels) + 1
-    head = " " * width + " ".join(f"{label[:6]:>6}" for label in labels)
-    rows = [head] + [
-        f"{row:<{width}}" + " ".join(f"{counts[row, col] or '.':>6}" for col in labels)
-        for row in labels
-    ]
-    return "\n".join(rows)
 
 
 def pair_f1(expected: set[frozenset[str]], predicted: set[frozenset[str]]) -> str:

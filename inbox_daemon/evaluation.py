@@ -98,12 +98,15 @@ def read_lines(source: TextIO) -> Iterator[Line]:
             continue
         try:
             item = json.loads(raw)
-            yield Line(str(item["id"]), _message(item, _START + timedelta(minutes=number - 1)))
+            yield Line(
+                str(item["id"]), message_from_line(item, _START + timedelta(minutes=number - 1))
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"line {number}: not a message object: {exc}") from exc
 
 
-def _message(item: Mapping[str, Any], default_time: datetime) -> InboundMessage:
+def message_from_line(item: Mapping[str, Any], default_time: datetime) -> InboundMessage:
+    """The message of one input line as the pipeline sees it (e-mail quotes removed)."""
     channel = str(item["channel"])
     headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
     full_text = clean_text(_valid_unicode(str(item["text"])))

@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 
 from inbox_daemon.errors import ConfigError
-from inbox_daemon.interfaces import Classification, Identity, InboundMessage
+from inbox_daemon.evaluation import message_from_line
+from inbox_daemon.interfaces import Classification, Identity
 from inbox_daemon.pipeline.classify import (
     QuantityReader,
     RulesClassifier,
     RulesFile,
     load_rules,
 )
-from inbox_daemon.pipeline.normalise import clean_text, visible_text
 from tests.conftest import CORPORA
 from tests.factories import NOW, message
 
@@ -69,25 +69,6 @@ def classify(
 # --- the development set ----------------------------------------------------------------------
 
 
-def dev_message(item: Mapping[str, Any], number: int) -> InboundMessage:
-    """A development-set line as the pipeline sees it (e-mail quotes and signature removed)."""
-    channel = str(item["channel"])
-    full_text = clean_text(str(item["text"]))
-    sender = str(item.get("sender") or "")
-    return InboundMessage(
-        external_id=str(item["id"]),
-        channel=channel,
-        received_at=NOW + timedelta(minutes=number),
-        sender=Identity(channel, sender.lower(), sender),
-        subject=str(item.get("subject") or ""),
-        text=visible_text(full_text) if channel == "email" else full_text,
-        full_text=full_text,
-        thread_key=str(item["id"]),
-        raw_ref=f"line {item['id']}",
-        headers={str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()},
-    )
-
-
 @pytest.fixture(scope="module")
 def dev_results(
     classifier: RulesClassifier,
@@ -95,7 +76,12 @@ def dev_results(
     lines = DEV_SET.read_text(encoding="utf-8").splitlines()
     items = [json.loads(line) for line in lines if line.strip()]
     return [
-        (item["label"], classifier.classify(dev_message(item, n), item["label"]["language"]))
+        (
+            item["label"],
+            classifier.classify(
+                message_from_line(item, NOW + timedelta(minutes=n)), item["label"]["language"]
+            ),
+        )
         for n, item in enumerate(items)
     ]
 
