@@ -52,7 +52,7 @@ def settings_for(config_dir: Path | None) -> Settings:
     """The settings of ``config_dir/inbox.toml``, or the defaults with that folder's rules."""
     if config_dir is not None and (config_dir / "inbox.toml").is_file():
         return load_settings(config_dir / "inbox.toml")
-    folder = config_dir or Path.cwd()
+    folder = (config_dir or Path.cwd()).resolve()
     triage: dict[str, Any] = {}
     replies: dict[str, Any] = {}
     for key, name in (("rules_file", "rules.toml"), ("reply_rules_file", "reply_rules.toml")):

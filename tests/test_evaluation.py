@@ -133,3 +133,19 @@ async def test_hostile_text_is_triaged_without_error(text: str) -> None:
     await triage_file(io.StringIO(line + "\n"), out, settings=settings_for(None))
     result = json.loads(out.getvalue())
     assert result["id"] == "h"
+
+
+async def test_config_folder_may_be_given_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "rules.toml").write_text(
+        '[[rules]]\nname = "anything"\ncategory = "api"\npriority = "P3"\nkeywords = ["hello"]\n',
+        encoding="utf-8",
+    )
+    line = {"id": "r", "channel": "telegram", "text": "hello there", "sender": "@r"}
+    (tmp_path / "in.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert await run_cli(["triage", "--input", "in.jsonl", "--config", "rules"]) == 0
+    assert json.loads(capsys.readouterr().out)["category"] == "api"

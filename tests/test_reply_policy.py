@@ -224,3 +224,47 @@ def test_reply_rules_with_an_unknown_code_fail_at_load(tmp_path: Path) -> None:
     path.write_text('[[withhold]]\nname = "x"\ncode = "maybe"\nkeywords = ["x"]\n')
     with pytest.raises(ConfigError, match=r"withhold\.0\.code"):
         load_reply_rules(path)
+
+
+def test_reply_rule_without_keywords_or_patterns_fails_at_load(tmp_path: Path) -> None:
+    path = tmp_path / "reply_rules.toml"
+    path.write_text('[[withhold]]\nname = "empty"\ncode = "spam/phishing"\n')
+    with pytest.raises(ConfigError, match="rule 'empty' needs keywords or patterns"):
+        load_reply_rules(path)
+
+
+def test_reply_rule_names_must_be_unique(tmp_path: Path) -> None:
+    rule = '[[withhold]]\nname = "twice"\ncode = "spam/phishing"\nkeywords = ["x"]\n'
+    path = tmp_path / "reply_rules.toml"
+    path.write_text(rule + rule)
+    with pytest.raises(ConfigError, match="repeated: twice"):
+        load_reply_rules(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "withheld"),
+    [
+        ("Gewinnspiel! Jetzt mitmachen", True),  # a keyword, whole word, any case
+        ("Gewinnspiele für alle", True),  # a trailing * lets the word go on
+        ("Das Gewinnspielverbot gilt", False),  # not inside another word
+        ("限时空投活动，立即领取", True),  # Chinese matches anywhere
+    ],
+)
+def test_reply_rule_keywords_match_like_classification_keywords(
+    tmp_path: Path, text: str, withheld: bool
+) -> None:
+    path = tmp_path / "reply_rules.toml"
+    path.write_text(
+        '[[withhold]]\nname = "contest"\ncode = "spam/phishing"\n'
+        'keywords = ["gewinnspiel", "gewinnspiele*", "空投活动"]\n',
+        encoding="utf-8",
+    )
+    context = replace(CONTEXT, rules=load_reply_rules(path))
+    decision = decide(message(text=text, subject=""), context)
+    assert (decision.code == "spam/phishing") is withheld
+
+
+def test_auto_reply_subject_is_read_at_the_start_of_the_subject_only() -> None:
+    quoted = message(subject="Question", text="Hello,\n\nAutomatic reply: see below\n")
+    assert decide(quoted, CONTEXT).code != "out-of-office"
+    assert decide(message(subject="Automatic reply: away"), CONTEXT).code == "out-of-office"

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from ..config import FrozenModel
 from ..errors import ConfigError
 from ..interfaces import Classification, InboundMessage
+from .matching import UNSPACED, Patterns, PhraseIndex, fold, normalised, regex_of, scripts_of
 
 CATEGORIES: Final = (
     "trading",
@@ -63,28 +63,8 @@ Priority = Literal["P1", "P2", "P3", "P4"]
 _MAX_TEXT_CHARS: Final = 6_000
 # Evidence quoted in a reason is cut to this length: enough to recognise, short in a queue.
 _EVIDENCE_CHARS: Final = 40
-# Scripts whose words take no spaces (Han, Kana, Thai) or attached particles (Hangul, Arabic):
-# a keyword in them matches anywhere, not only at a word start.
-_UNSPACED: Final = (
-    "\u0600-\u06ff\u0e00-\u0eff\u1100-\u11ff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff"
-)
-_ANYWHERE_SCRIPT: Final = re.compile(f"[{_UNSPACED}]")
-# A word of a spaced script: a run of other word characters, so "API" is a word in "我的API一直".
-_WORD: Final = re.compile(f"[^\\W{_UNSPACED}]+")
 # The rest of a unit word in a spaced script ("hour" -> "hours"), shown in reasons.
-_REST_OF_WORD: Final = f"[^\\W\\d_{_UNSPACED}]*"
-# Keywords ending in "*" are filed under their first characters (one word may go on).
-_STEM_KEY_CHARS: Final = 3
-# A regex written only in one of these scripts can only match a text that contains it.
-_SCRIPTS: Final = {
-    "cyrillic": re.compile("[\u0400-\u04ff]"),
-    "arabic": re.compile("[\u0600-\u06ff]"),
-    "hangul": re.compile("[\u1100-\u11ff\uac00-\ud7af]"),
-    "cjk": re.compile("[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]"),
-}
-_LATIN_LETTER: Final = re.compile("[A-Za-z\u00c0-\u024f]")
-# What in a regex is syntax, not text: escapes ("\\w", "\\b") and group prefixes ("(?P<n>").
-_REGEX_SYNTAX: Final = re.compile(r"\\.|\(\?P?<?[A-Za-z-]*[:>)]?")
+_REST_OF_WORD: Final = f"[^\\W\\d_{UNSPACED}]*"
 
 
 class TermSpec(FrozenModel):
@@ -180,121 +160,6 @@ class RulesFile(FrozenModel):
 
 
 @dataclass(frozen=True, slots=True)
-class _Phrase:
-    text: str
-    prefix: bool
-    owners: tuple[str, ...]
-
-
-class PhraseIndex:
-    """Finds which of many keywords occur in a text, in one pass over its words.
-
-    A keyword is filed under its first word, so a text word costs one dictionary look-up (and
-    one more for keywords ending in ``*``); only keywords of several words are then compared
-    further. Keywords in scripts matched anywhere are filed under their first character.
-
-    Args:
-        keywords: (keyword, owner) pairs; an owner is whatever the caller names (a term, a
-            rule). Keyword syntax as in the module docstring.
-    """
-
-    def __init__(self, keywords: Iterable[tuple[str, str]]) -> None:
-        owners: dict[tuple[str, bool], list[str]] = defaultdict(list)
-        for keyword, owner in keywords:
-            text = fold(keyword.strip())
-            prefix = text.endswith("*")
-            text = text.rstrip("*").strip()
-            if text and owner not in owners[text, prefix]:
-                owners[text, prefix].append(owner)
-        self._by_word: dict[str, list[_Phrase]] = defaultdict(list)
-        self._by_stem: dict[str, list[_Phrase]] = defaultdict(list)
-        self._anywhere: dict[str, list[_Phrase]] = defaultdict(list)
-        for (text, prefix), names in owners.items():
-            self._file(_Phrase(text, prefix, tuple(names)))
-        self._stem_sizes = tuple(sorted({len(key) for key in self._by_stem}))
-        starts = "".join(re.escape(char) for char in self._anywhere)
-        self._anywhere_start = re.compile(f"[{starts}]") if starts else None
-
-    def _file(self, phrase: _Phrase) -> None:
-        first = _WORD.match(phrase.text)
-        if first is None:
-            self._anywhere[phrase.text[0]].append(phrase)
-        elif phrase.prefix and first[0] == phrase.text:
-            self._by_stem[phrase.text[:_STEM_KEY_CHARS]].append(phrase)
-        else:
-            self._by_word[first[0]].append(phrase)
-
-    def search(self, folded: str) -> dict[str, str]:
-        """The first keyword found for each owner, in ``folded`` text (see :func:`fold`)."""
-        found: dict[str, str] = {}
-        for word in _WORD.finditer(folded):
-            at, token = word.start(), word[0]
-            for phrase in self._by_word.get(token, ()):
-                if phrase.text == token or (
-                    folded.startswith(phrase.text, at) and _ends_well(folded, at, phrase)
-                ):
-                    _record(found, phrase)
-            for size in self._stem_sizes:
-                for phrase in self._by_stem.get(token[:size], ()):
-                    if token.startswith(phrase.text):
-                        _record(found, phrase)
-        for start in self._anywhere_start.finditer(folded) if self._anywhere_start else ():
-            for phrase in self._anywhere[start[0]]:
-                if folded.startswith(phrase.text, start.start()):
-                    _record(found, phrase)
-        return found
-
-
-def _ends_well(folded: str, at: int, phrase: _Phrase) -> bool:
-    """Whether the phrase found at ``at`` ends a word (or may go on: "withdraw*", "list $")."""
-    end = at + len(phrase.text)
-    if phrase.prefix or end >= len(folded) or not _is_word_char(phrase.text[-1]):
-        return True
-    return not _is_word_char(folded[end]) or bool(_ANYWHERE_SCRIPT.match(folded[end]))
-
-
-def _is_word_char(char: str) -> bool:
-    return char.isalnum() or char == "_"
-
-
-def _record(found: dict[str, str], phrase: _Phrase) -> None:
-    for owner in phrase.owners:
-        found.setdefault(owner, phrase.text)
-
-
-class _Patterns:
-    """An owner's regexes, grouped by the script they are written in."""
-
-    __slots__ = ("_groups",)
-
-    def __init__(self, patterns: Sequence[str]) -> None:
-        by_script: dict[str, list[str]] = defaultdict(list)
-        for pattern in patterns:
-            by_script[_script_of(pattern)].append(pattern)
-        self._groups = tuple(
-            (script, regex)
-            for script, sources in by_script.items()
-            if (regex := _regex(sources)) is not None
-        )
-
-    def search(self, text: str, scripts: frozenset[str]) -> str | None:
-        """What one of the regexes matched in ``text``, or ``None``."""
-        for script, regex in self._groups:
-            if (script == "any" or script in scripts) and (found := regex.search(text)):
-                return found[0]
-        return None
-
-
-def _script_of(pattern: str) -> str:
-    """The one non-Latin script a regex is written in, or ``any`` when it uses several."""
-    text = _REGEX_SYNTAX.sub("", pattern)
-    used = {name for name, probe in _SCRIPTS.items() if probe.search(text)}
-    if len(used) == 1 and not _LATIN_LETTER.search(text):
-        return used.pop()
-    return "any"
-
-
-@dataclass(frozen=True, slots=True)
 class Amount:
     """An amount of money quoted in a message and its rough value."""
 
@@ -320,7 +185,7 @@ class QuantityReader:
         self._words = {fold(word): value for word, value in spec.number_words.items()}
         self._amount = _amount_regex(spec)
         self._duration = _duration_regex(spec)
-        self._over_a_day = _Patterns(spec.over_a_day)
+        self._over_a_day = Patterns(spec.over_a_day)
         before = _alternation(spec.not_elapsed_before)
         self._before = re.compile(rf"(?<!\w)(?:{before})\s*$", re.IGNORECASE) if before else None
         self._after = tuple(fold(word) for word in spec.not_elapsed_after)
@@ -350,7 +215,7 @@ class QuantityReader:
             unit_h = 1.0 if match["h"] else 24.0 if match["d"] else 168.0
             if count is not None and (best is None or count * unit_h > best.hours):
                 best = Wait(match[0].strip(), count * unit_h)
-        if best is None and (found := self._over_a_day.search(text, scripts or _scripts(text))):
+        if best is None and (found := self._over_a_day.search(text, scripts or scripts_of(text))):
             best = Wait(found.strip(), 24.0)
         return best
 
@@ -366,7 +231,7 @@ class _Matcher:
     """What a term or a rule looks for in the text itself."""
 
     owner: str
-    patterns: _Patterns
+    patterns: Patterns
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +241,8 @@ class _CompiledRule:
     headers: re.Pattern[str] | None
     senders: re.Pattern[str] | None
     requires: tuple[tuple[str, ...], ...]
+    #: Required alternatives told by keywords alone: without one of each, the rule cannot fire.
+    gates: tuple[frozenset[str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,16 +255,29 @@ class _Firing:
 class _View:
     """One message as the rules read it; matches and quantities are computed once, on demand."""
 
-    __slots__ = ("_amount", "_found", "_reader", "_wait", "headers", "scripts", "sender", "text")
+    __slots__ = (
+        "_amount",
+        "_found",
+        "_reader",
+        "_wait",
+        "headers",
+        "keywords",
+        "scripts",
+        "sender",
+        "text",
+    )
 
     def __init__(self, message: InboundMessage, index: PhraseIndex, reader: QuantityReader) -> None:
-        self.text = _normalised(f"{message.subject}\n{message.text}"[:_MAX_TEXT_CHARS])
-        self.scripts = _scripts(self.text)
+        self.text = normalised(f"{message.subject}\n{message.text}"[:_MAX_TEXT_CHARS])
+        self.scripts = scripts_of(self.text)
         self.headers = "\n".join(
             f"{name.lower()}: {value}" for name, value in message.headers.items()
         )
         self.sender = message.sender.handle or message.sender.id
-        self._found: dict[str, str | None] = dict(index.search(self.text.lower()))
+        found = index.search(self.text.lower())
+        #: The owners whose keywords occur in the text.
+        self.keywords = found.keys()
+        self._found: dict[str, str | None] = dict(found)
         self._reader = reader
         self._amount: Amount | Literal[False] | None = False
         self._wait: Wait | Literal[False] | None = False
@@ -461,6 +341,8 @@ class RulesClassifier:
         return self._route(category, best.rule.priority, tuple(reasons))
 
     def _fire(self, rule: _CompiledRule, view: _View) -> _Firing | None:
+        if any(gate.isdisjoint(view.keywords) for gate in rule.gates):
+            return None  # a required term is missing, as the keyword pass alone tells
         evidence: list[str] = []
         for alternatives in rule.requires:
             found = next(
@@ -508,21 +390,6 @@ def load_rules(path: Path) -> RulesClassifier:
     return RulesClassifier(rules, path=str(path))
 
 
-def fold(text: str) -> str:
-    """``text`` as keywords are compared: NFKC, lower case, straight apostrophes."""
-    return _normalised(text).lower()
-
-
-def _normalised(text: str) -> str:
-    # NFKC makes full-width digits and letters ASCII ("３日" -> "3日"); typographic apostrophes
-    # become the ASCII one that the rules write ("didn\u2019t" -> "didn't").
-    return unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u02bc", "'")
-
-
-def _scripts(text: str) -> frozenset[str]:
-    return frozenset(name for name, probe in _SCRIPTS.items() if probe.search(text))
-
-
 def _key(document: Mapping[str, object], loc: Sequence[int | str]) -> str:
     key = ".".join(str(part) for part in loc)
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
@@ -545,7 +412,7 @@ def _keywords(rules: RulesFile) -> Iterator[tuple[str, str]]:
 
 def _compile_term(name: str, term: TermSpec, path: str) -> _Matcher:
     try:
-        return _Matcher(f"term:{name}", _Patterns(term.patterns))
+        return _Matcher(f"term:{name}", Patterns(term.patterns))
     except ValueError as exc:
         raise ConfigError(str(exc), path=path, key=f"terms.{name}") from exc
 
@@ -562,29 +429,18 @@ def _compile_rule(
             f"unknown term {unknown[0]!r}; define it under [terms]", path=path, key=key
         )
     try:
-        own = _Matcher(f"rule:{index}", _Patterns(spec.patterns))
-        headers = _regex(spec.headers)
-        senders = _regex(spec.senders)
+        own = _Matcher(f"rule:{index}", Patterns(spec.patterns))
+        headers = regex_of(spec.headers)
+        senders = regex_of(spec.senders)
     except ValueError as exc:
         raise ConfigError(str(exc), path=path, key=key) from exc
     has_own = bool(spec.keywords or spec.patterns)
-    return _CompiledRule(spec, own if has_own else None, headers, senders, requires)
-
-
-def _regex(patterns: Sequence[str]) -> re.Pattern[str] | None:
-    """One case-insensitive, multi-line regex for ``patterns``; ``None`` when empty.
-
-    Raises:
-        ValueError: naming the pattern that is not a valid regular expression.
-    """
-    for pattern in patterns:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"bad regular expression {pattern!r}: {exc}") from exc
-    if not patterns:
-        return None
-    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE | re.MULTILINE)
+    gates = tuple(
+        frozenset(f"term:{name}" for name in names)
+        for names in requires
+        if not any(terms[name].patterns for name in names)
+    )
+    return _CompiledRule(spec, own if has_own else None, headers, senders, requires, gates)
 
 
 def _own_match(rule: _CompiledRule, view: _View) -> str | Literal[False] | None:
@@ -647,7 +503,7 @@ def _clip(text: str) -> str:
 def _alternation(words: Iterable[str]) -> str:
     """A regex alternation of ``words``, longest first; short Latin words must end a word."""
     parts = []
-    for word in sorted({_normalised(word) for word in words}, key=len, reverse=True):
+    for word in sorted({normalised(word) for word in words}, key=len, reverse=True):
         escaped = re.escape(word)
         short_latin = word.isascii() and word.isalpha() and len(word) <= 2
         parts.append(rf"{escaped}(?![a-z])" if short_latin else escaped)
@@ -668,7 +524,7 @@ def _amount_regex(spec: QuantitySpec) -> re.Pattern[str] | None:
         return None
     currency = "|".join(
         rf"{re.escape(name)}(?![a-z])" if name.isascii() and name.isalnum() else re.escape(name)
-        for name in sorted({_normalised(name) for name in names}, key=len, reverse=True)
+        for name in sorted({normalised(name) for name in names}, key=len, reverse=True)
     )
     scale = _alternation(spec.multipliers)
     counter = "|".join(re.escape(word) for word in spec.counters)

@@ -159,6 +159,7 @@ _SCRIPTS: Final[Mapping[str, tuple[str, float]]] = {
     "cjk": ("\u3041-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff\uff66-\uff9d"
             "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f", 1.2),
 }  # fmt: skip
+_ASCII_LETTER_RE: Final = re.compile("[A-Za-z]")
 _SCRIPT_RE: Final = re.compile("|".join(f"(?P<{n}>[{c}]+)" for n, (c, _) in _SCRIPTS.items()))
 
 # Scripts written by one language here (Devanagari is mostly Hindi in support mail).
@@ -359,7 +360,8 @@ def _is_disclaimer(probe: str) -> bool:
 
 def _without_noise(text: str) -> str:
     """``text`` without the tokens that belong to no language."""
-    text = _NOISE_RE.sub(" ", text)
+    # Most words are plain letters: only the others can hold noise, and are searched for it.
+    text = " ".join(word if word.isalpha() else _NOISE_RE.sub(" ", word) for word in text.split())
     upper = sum(map(str.isupper, text))
     if upper > 2 * sum(map(str.islower, text)):
         # Shouted: the capitals are the words, so only known tickers go.
@@ -369,6 +371,8 @@ def _without_noise(text: str) -> str:
 
 def _leading_script(text: str) -> str | None:
     """The script of most of the words in ``text``; None without letters or a clear leader."""
+    if text.isascii():
+        return "latin" if _ASCII_LETTER_RE.search(text) else None
     letters: Counter[str] = Counter()
     for match in _SCRIPT_RE.finditer(text):
         letters[match.lastgroup or ""] += len(match.group())

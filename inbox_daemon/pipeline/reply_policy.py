@@ -21,12 +21,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from ..config import FrozenModel
 from ..errors import ConfigError
 from ..interfaces import AckDecision, InboundMessage
-from .matching import compile_matcher
+from .matching import Patterns, PhraseIndex, normalised, scripts_of
 
 _AUTOMATED_LOCAL_PART: Final = re.compile(
     r"^(mailer-daemon|postmaster|no[-_.]?reply|do[-_.]?not[-_.]?reply|bounces?|"
@@ -38,6 +38,8 @@ _BULK_PRECEDENCE: Final = frozenset({"bulk", "list", "junk"})
 _REFERENCE: Final = re.compile(r"\bFB-[0-9A-Z]{4}-[0-9A-Z]{4}\b")
 _LEADING_MENTION: Final = re.compile(r"^\s*(@\w+)")
 _RETWEET: Final = re.compile(r"^\s*RT @\w+")
+# The withhold rules read the start of a message: automated mail says what it is early.
+_MAX_TEXT_CHARS: Final = 6_000
 
 Code = Literal["out-of-office", "auto-submitted", "spam/phishing"]
 
@@ -51,6 +53,12 @@ class WithholdRuleSpec(FrozenModel):
     keywords: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
 
+    @model_validator(mode="after")
+    def _has_text(self) -> WithholdRuleSpec:
+        if not (self.keywords or self.patterns):
+            raise ValueError(f"rule {self.name!r} needs keywords or patterns")
+        return self
+
 
 class ReplyRulesFile(FrozenModel):
     """The whole ``reply_rules.toml``."""
@@ -58,21 +66,23 @@ class ReplyRulesFile(FrozenModel):
     own_handles: tuple[str, ...] = ()
     withhold: tuple[WithholdRuleSpec, ...] = ()
 
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> ReplyRulesFile:
+        names = [rule.name for rule in self.withhold]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"rule names must be unique; repeated: {', '.join(repeated)}")
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class WithholdRule:
-    """A compiled withhold rule."""
+    """A compiled withhold rule; its keywords are in :attr:`ReplyRules.keywords`."""
 
     name: str
     code: str
     channels: frozenset[str]
-    matcher: re.Pattern[str]
-
-    def fires(self, message: InboundMessage) -> bool:
-        """True when the rule applies to ``message``'s channel and its text matches."""
-        if self.channels and message.channel not in self.channels:
-            return False
-        return bool(self.matcher.search(f"{message.subject}\n{message.text}"))
+    patterns: Patterns
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +91,26 @@ class ReplyRules:
 
     own_handles: frozenset[str] = frozenset()
     withhold: tuple[WithholdRule, ...] = ()
+    #: Every rule's keywords, owned by the rule's name.
+    keywords: PhraseIndex = field(default_factory=lambda: PhraseIndex(()))
 
-    def first(self, message: InboundMessage, code: str) -> WithholdRule | None:
-        """The first rule of ``code`` that fires on ``message``."""
-        return next((r for r in self.withhold if r.code == code and r.fires(message)), None)
+
+class _Text:
+    """A message's subject and text as the withhold rules read them (prepared once)."""
+
+    __slots__ = ("_found", "channel", "scripts", "text")
+
+    def __init__(self, message: InboundMessage, rules: ReplyRules) -> None:
+        self.channel = message.channel
+        self.text = normalised(f"{message.subject}\n{message.text}"[:_MAX_TEXT_CHARS])
+        self.scripts = scripts_of(self.text)
+        self._found = rules.keywords.search(self.text.lower()) if rules.withhold else {}
+
+    def fires(self, rule: WithholdRule) -> bool:
+        """True when ``rule`` applies to the message's channel and its text matches."""
+        if rule.channels and self.channel not in rule.channels:
+            return False
+        return rule.name in self._found or rule.patterns.search(self.text, self.scripts) is not None
 
 
 def load_reply_rules(path: Path) -> ReplyRules:
@@ -104,13 +130,15 @@ def load_reply_rules(path: Path) -> ReplyRules:
     rules = []
     for rule in spec.withhold:
         try:
-            matcher = compile_matcher(rule.keywords, rule.patterns, where=f"rule {rule.name!r}")
+            patterns = Patterns(rule.patterns)
         except ValueError as exc:
-            raise ConfigError(str(exc), path=str(path), key="withhold") from exc
-        if matcher is not None:
-            rules.append(WithholdRule(rule.name, rule.code, frozenset(rule.channels), matcher))
+            raise ConfigError(f"rule {rule.name!r}: {exc}", path=str(path), key="withhold") from exc
+        rules.append(WithholdRule(rule.name, rule.code, frozenset(rule.channels), patterns))
+    keywords = PhraseIndex(
+        (keyword, rule.name) for rule in spec.withhold for keyword in rule.keywords
+    )
     handles = frozenset(handle.lower() for handle in spec.own_handles)
-    return ReplyRules(handles, tuple(rules))
+    return ReplyRules(handles, tuple(rules), keywords)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +164,32 @@ class ReplyContext:
     rules: ReplyRules = field(default_factory=ReplyRules)
 
 
-Check = Callable[[InboundMessage, ReplyContext], "tuple[str, str] | None"]
+@dataclass(slots=True)
+class _Case:
+    """The message being decided, its context, and its text as the rules read it (on demand)."""
+
+    message: InboundMessage
+    context: ReplyContext
+    _text: _Text | None = None
+
+    def first(self, code: str) -> WithholdRule | None:
+        """The first withhold rule of ``code`` that fires on the message."""
+        if self._text is None:
+            self._text = _Text(self.message, self.context.rules)
+        text = self._text
+        return next(
+            (r for r in self.context.rules.withhold if r.code == code and text.fires(r)), None
+        )
+
+
+Check = Callable[[_Case], "tuple[str, str] | None"]
 
 
 def decide(message: InboundMessage, context: ReplyContext) -> AckDecision:
     """Acknowledge ``message`` or withhold the acknowledgment, with the reason and its code."""
+    case = _Case(message, context)
     for check in _CHECKS:
-        found = check(message, context)
+        found = check(case)
         if found is not None:
             code, reason = found
             return AckDecision("withheld", reason, code)
@@ -151,7 +198,8 @@ def decide(message: InboundMessage, context: ReplyContext) -> AckDecision:
     return AckDecision("send", "acknowledgment queued")
 
 
-def _bounce(message: InboundMessage, context: ReplyContext) -> tuple[str, str] | None:
+def _bounce(case: _Case) -> tuple[str, str] | None:
+    message = case.message
     headers = message.headers
     if headers.get("return-path", "").strip() == "<>":
         return "mailer-daemon bounce", "null Return-Path: a bounce or delivery report"
@@ -162,12 +210,13 @@ def _bounce(message: InboundMessage, context: ReplyContext) -> tuple[str, str] |
     return None
 
 
-def _out_of_office(message: InboundMessage, context: ReplyContext) -> tuple[str, str] | None:
-    rule = context.rules.first(message, "out-of-office")
+def _out_of_office(case: _Case) -> tuple[str, str] | None:
+    rule = case.first("out-of-office")
     return ("out-of-office", f"out-of-office reply (rule {rule.name})") if rule else None
 
 
-def _automated(message: InboundMessage, context: ReplyContext) -> tuple[str, str] | None:
+def _automated(case: _Case) -> tuple[str, str] | None:
+    message, context = case.message, case.context
     headers = message.headers
     auto_submitted = headers.get("auto-submitted", "no").strip().lower()
     if auto_submitted.split(";")[0].strip() != "no":
@@ -176,11 +225,12 @@ def _automated(message: InboundMessage, context: ReplyContext) -> tuple[str, str
         return "auto-submitted", "automated reply (X-Autoreply / X-Autorespond)"
     if context.loop_marker and context.loop_marker in headers.get("x-loop", ""):
         return "auto-submitted", "carries our own X-Loop marker"
-    rule = context.rules.first(message, "auto-submitted")
+    rule = case.first("auto-submitted")
     return ("auto-submitted", f"automated message (rule {rule.name})") if rule else None
 
 
-def _bulk(message: InboundMessage, context: ReplyContext) -> tuple[str, str] | None:
+def _bulk(case: _Case) -> tuple[str, str] | None:
+    message = case.message
     headers = message.headers
     if headers.get("precedence", "").strip().lower() in _BULK_PRECEDENCE:
         return "bulk/list", f"bulk mail (Precedence: {headers['precedence'].strip()})"
@@ -189,18 +239,20 @@ def _bulk(message: InboundMessage, context: ReplyContext) -> tuple[str, str] | N
     return None
 
 
-def _no_reply(message: InboundMessage, context: ReplyContext) -> tuple[str, str] | None:
+def _no_reply(case: _Case) -> tuple[str, str] | None:
+    message = case.message
     if _AUTOMATED_LOCAL_PART.match(_local_part(message)):
         return "noreply sender", f"automated sender ({message.sender.handle})"
     return None
 
 
-def _spam(message: InboundMessage, context: ReplyContext) -> tuple[str, str] | None:
-    rule = context.rules.first(message, "spam/phishing")
+def _spam(case: _Case) -> tuple[str, str] | None:
+    rule = case.first("spam/phishing")
     return ("spam/phishing", f"spam or phishing (rule {rule.name})") if rule else None
 
 
-def _not_addressed(message: InboundMessage, context: ReplyContext) -> tuple[str, str] | None:
+def _not_addressed(case: _Case) -> tuple[str, str] | None:
+    message, context = case.message, case.context
     if message.channel == "email":
         return None
     text = message.text
@@ -216,7 +268,8 @@ def _not_addressed(message: InboundMessage, context: ReplyContext) -> tuple[str,
     return None
 
 
-def _thread_acknowledged(message: InboundMessage, context: ReplyContext) -> tuple[str, str] | None:
+def _thread_acknowledged(case: _Case) -> tuple[str, str] | None:
+    message, context = case.message, case.context
     # A reply to our own acknowledgment: the subject quotes our reference and the message
     # answers a message id that carries it (we put the reference in nothing else we send).
     references = set(_REFERENCE.findall(message.subject))
@@ -228,7 +281,8 @@ def _thread_acknowledged(message: InboundMessage, context: ReplyContext) -> tupl
     return None
 
 
-def _own_mail(message: InboundMessage, context: ReplyContext) -> tuple[str, str] | None:
+def _own_mail(case: _Case) -> tuple[str, str] | None:
+    message, context = case.message, case.context
     recipient = message.reply_to or message.sender
     if not context.can_send:
         return "no outgoing channel", "the source has no outgoing channel configured"
