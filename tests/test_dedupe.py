@@ -147,3 +147,15 @@ def test_forgotten_records_are_never_matched() -> None:
         feed(index, seen("FB-2", "email", "a@example.net", "kyc", "pending", 1)).duplicate_of
         is None
     )
+
+
+def test_social_posts_keep_hashtags_cashtags_mentions_and_links_as_entities() -> None:
+    entities = extract_entities(
+        "@exchange_support #WithdrawalsDown my $usdt is stuck, see https://t.co/Ab12. "
+        "Paid 5$ fee; C# and &#39; are not tags"
+    )
+    assert entities.handles == ("@exchange_support",)
+    assert entities.hashtags == ("#withdrawalsdown",)
+    assert entities.cashtags == ("$USDT",)
+    assert entities.urls == ("https://t.co/Ab12",)
+    assert "USDT" in entities.coins

@@ -3,7 +3,8 @@
 
 ``uids``, ``orders``, ``tx_hashes``, ``emails`` and ``handles`` identify a person or a
 transaction; ``coins``, ``networks``, ``platforms``, ``directions`` (deposit, withdrawal) and
-``symptoms`` (crash, login) describe a problem. Vocabulary covers the languages of the rules.
+``symptoms`` (crash, login) describe a problem; ``hashtags``, ``cashtags`` and ``urls`` are what
+a social post links to. Vocabulary covers the languages of the rules.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ _ORDER: Final = re.compile(
 _TX_HASH: Final = re.compile(r"\b(0x[0-9a-fA-F]{64}|[0-9a-fA-F]{64})\b")
 _EMAIL: Final = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 _HANDLE: Final = re.compile(r"(?<![\w@])@(\w{2,32})")
+_HASHTAG: Final = re.compile(r"(?<![\w#&])#(\w{1,100})")
+_CASHTAG: Final = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,11})(?![\w$])")
+_URL: Final = re.compile(r"https?://[^\s<>\"'）)\]]{1,2000}")
 
 _COINS: Final[Mapping[str, str]] = {
     **{
@@ -231,6 +235,9 @@ class Entities:
     platforms: tuple[str, ...] = ()
     directions: tuple[str, ...] = ()
     symptoms: tuple[str, ...] = ()
+    hashtags: tuple[str, ...] = ()
+    cashtags: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, tuple[str, ...]]:
         """The non-empty kinds, for storage."""
@@ -251,6 +258,9 @@ def extract_entities(text: str) -> Entities:
         platforms=_vocabulary(lowered, _PLATFORMS),
         directions=_stems(lowered, _DIRECTIONS),
         symptoms=_stems(lowered, _SYMPTOMS),
+        hashtags=_sorted(f"#{match.lower()}" for match in _HASHTAG.findall(text)),
+        cashtags=_sorted(f"${match.upper()}" for match in _CASHTAG.findall(text)),
+        urls=_sorted(match.rstrip(".,;:!?") for match in _URL.findall(text)),
     )
 
 
