@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -86,6 +86,26 @@ class QueueSettings(FrozenModel):
 
 class TriageSettings(FrozenModel):
     """Rules files (relative to the config file; the bundled ones by default) and dedupe."""
+class PersonSpec(FrozenModel):
+    """One ``[[triage.people]]`` entry: identities the operator knows to be one person.
+
+    Identities are written ``kind:value``, as deduplication keys them: ``email:alice@example.com``,
+    ``twitter:@alice`` (or the numeric user id), ``telegram:123456789``, ``uid:52019374``.
+    """
+
+    name: Annotated[str, Field(min_length=1)] | None = None
+    identities: Annotated[tuple[str, ...], Field(min_length=2)]
+
+    @field_validator("identities")
+    @classmethod
+    def _kind_and_value(cls, identities: tuple[str, ...]) -> tuple[str, ...]:
+        for identity in identities:
+            kind, colon, value = identity.partition(":")
+            if not (colon and kind.strip() and value.strip()):
+                raise ValueError(f"{identity!r}: expected kind:value, e.g. 'email:a@example.com'")
+        return tuple(identity.strip().lower() for identity in identities)
+
+
 
     rules_file: Path | None = None
     reply_rules_file: Path | None = None
@@ -94,6 +114,24 @@ class TriageSettings(FrozenModel):
     text_similarity: Annotated[float, Field(gt=0, le=1)] = 0.85
 
 
+    people: tuple[PersonSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_person_per_identity(self) -> TriageSettings:
+        owner: dict[str, int] = {}
+        for number, person in enumerate(self.people):
+            for identity in person.identities:
+                if owner.setdefault(identity, number) != number:
+                    raise ValueError(f"{identity!r} is listed under two people")
+        return self
+
+    def person_of_identity(self) -> dict[str, str]:
+        """Each listed identity and the label of its person (its name, or its position)."""
+        return {
+            identity: f"person:{person.name or number}"
+            for number, person in enumerate(self.people)
+            for identity in person.identities
+        }
 class OutboxSettings(FrozenModel):
     """Reply delivery: how often due rows are sent and how failures are retried."""
 

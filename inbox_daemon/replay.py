@@ -96,7 +96,13 @@ async def _relabel(
     seen = Seen(
         row["reference"],
         message.received_at,
-        persons_of(message.channel, message.sender.id, entities),
+        persons_of(
+            message.channel,
+            message.sender.id,
+            entities,
+            handle=message.sender.handle,
+            people=triage.dedupe.people,
+        ),
         labels.category,
         entities,
         " ".join(message.text.lower().split()),

@@ -124,3 +124,38 @@ def test_check_config_accepts_the_example(capsys: pytest.CaptureFixture[str]) ->
 def test_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "--config", str(tmp_path / "absent.toml")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_people_map_each_identity_to_one_person(tmp_path: Path) -> None:
+    path = example_with(
+        tmp_path,
+        '# [[triage.people]]\n# name = "vip-1042"\n'
+        '# identities = ["email:alice@example.com", "twitter:@alice_trades", "uid:52019374"]',
+        '[[triage.people]]\nname = "vip-1042"\n'
+        'identities = ["email:Alice@Example.com", "twitter:@alice_trades", "uid:52019374"]',
+    )
+    people = load_settings(path).triage.person_of_identity()
+    assert people == {
+        "email:alice@example.com": "person:vip-1042",
+        "twitter:@alice_trades": "person:vip-1042",
+        "uid:52019374": "person:vip-1042",
+    }
+
+
+@pytest.mark.parametrize(
+    ("people", "expected"),
+    [
+        ('identities = ["alice@example.com", "uid:1"]', "expected kind:value"),
+        ('identities = ["uid:1"]', "at least 2"),
+        (
+            'identities = ["uid:1", "uid:2"]\n[[triage.people]]\nidentities = ["uid:2", "uid:3"]',
+            "'uid:2' is listed under two people",
+        ),
+    ],
+)
+def test_bad_people_entries_are_named(tmp_path: Path, people: str, expected: str) -> None:
+    path = example_with(tmp_path, "# [[triage.people]]\n", f"[[triage.people]]\n{people}\n")
+    text = path.read_text(encoding="utf-8").replace('# name = "vip-1042"\n# identities', "# x")
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=expected):
+        load_settings(path)

@@ -159,3 +159,33 @@ def test_social_posts_keep_hashtags_cashtags_mentions_and_links_as_entities() ->
     assert entities.cashtags == ("$USDT",)
     assert entities.urls == ("https://t.co/Ab12",)
     assert "USDT" in entities.coins
+
+
+def test_operator_listed_identities_make_one_person_across_channels() -> None:
+    people = {"twitter:@alice_trades": "person:vip", "telegram:77001": "person:vip"}
+    index = DedupeIndex(replace(SETTINGS, people=people))
+    text = "my SOL deposit is missing"
+
+    def post(reference: str, channel: str, sender: str, minutes: int) -> Seen:
+        entities = extract_entities(text)
+        persons = persons_of(channel, sender, entities, people=people)
+        return Seen(
+            reference,
+            NOW + timedelta(minutes=minutes),
+            persons,
+            "deposit_withdrawal",
+            entities,
+            text,
+        )
+
+    feed(index, post("FB-1", "twitter", "@alice_trades", 0))
+    assert feed(index, post("FB-2", "telegram", "77001", 5)).duplicate_of == "FB-1"
+    assert feed(index, post("FB-3", "telegram", "99999", 6)).duplicate_of is None
+
+
+def test_a_handle_identifies_a_sender_whose_id_is_a_number() -> None:
+    people = {"twitter:@alice_trades": "person:vip"}
+    keys = persons_of(
+        "twitter", "1234567", extract_entities(""), handle="@Alice_Trades", people=people
+    )
+    assert keys == {"twitter:1234567", "twitter:@alice_trades", "person:vip"}

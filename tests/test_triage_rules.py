@@ -8,6 +8,7 @@ import pytest
 
 from inbox_daemon.config import Settings
 from inbox_daemon.errors import ConfigError
+from inbox_daemon.interfaces import Identity
 from inbox_daemon.pipeline.classify import load_rules
 from inbox_daemon.pipeline.dedupe import DedupeIndex
 from inbox_daemon.pipeline.language import detect_language
@@ -174,3 +175,27 @@ def test_template_unknown_variable_in_an_unrendered_branch_fails_at_load(tmp_pat
     folder = templates(tmp_path, {"default/ack.en.txt": text})
     with pytest.raises(ConfigError, match="kyc_deadline"):
         TemplateSet(folder, TICKET_URL)
+
+
+def test_people_from_the_config_link_one_customer_across_channels() -> None:
+    settings = Settings.model_validate(
+        {
+            "config_version": 1,
+            "config_path": ROOT / "config" / "inbox.toml",
+            "triage": {"people": [{"identities": ["email:alice@example.net", "telegram:77001"]}]},
+        }
+    )
+    triage = load_triage(settings)
+    context = ReplyContext(True, frozenset(), "inbox-daemon", 86400 * 2, False, NOW)
+    index = DedupeIndex(triage.dedupe)
+    first = triage.record(message(), source="support-mail", context=context, index=index)
+    chat = message(
+        "tg-1",
+        channel="telegram",
+        sender=Identity("telegram", "77001", "@alice_t", "Alice"),
+        subject="",
+        headers={},
+    )
+    again = triage.record(chat, source="support-bot", context=context, index=index)
+    assert again.duplicate_of == first.reference
+    assert again.ack.code == "duplicate"

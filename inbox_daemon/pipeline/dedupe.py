@@ -5,9 +5,11 @@ mailboxes are absorbed by storage's unique keys. This module does the others, ov
 of the records of the last window:
 
 - (3) + (5) **duplicate**: the same person writes again about the same problem. A person is
-  known by their sender id on any channel, and by the UIDs and e-mail addresses they quote, so
-  a tweet and a later e-mail quoting the same UID are one person. "The same problem" is the
-  same category, or a shared transaction, order or withdrawal id, or near-identical text.
+  known by their sender id and handle on any channel, by the UIDs and e-mail addresses they
+  quote, and by the operator's list of identities known to be one person
+  (``[[triage.people]]``), so a tweet and a later e-mail quoting the same UID are one person.
+  "The same problem" is the same category, or a shared transaction, order or withdrawal id,
+  or near-identical text.
 - (4) **incident**: different people report the same problem within ``incident_window_s``:
   the same category and the same key (coin, network and direction for deposits and
   withdrawals; platform and symptom for app faults; market for trading). The first report
@@ -34,6 +36,9 @@ class DedupeSettings:
     duplicate_window_s: float = 7 * 86400
     incident_window_s: float = 3600
     text_similarity: float = 0.85
+    #: Identities (``channel:id``, ``uid:…``, ``email:…``) the operator knows to be one person,
+    #: each mapped to that person's label.
+    people: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +71,26 @@ class _Incident:
     members: list[str] = field(default_factory=list)
 
 
-def persons_of(channel: str, sender_id: str, entities: Entities) -> frozenset[str]:
-    """The keys that identify the writer: their sender id and the UIDs and e-mails they quote."""
-    keys = {f"{channel}:{sender_id.lower()}"} if sender_id else set()
+def persons_of(
+    channel: str,
+    sender_id: str,
+    entities: Entities,
+    *,
+    handle: str = "",
+    people: Mapping[str, str] | None = None,
+) -> frozenset[str]:
+    """The keys that identify the writer.
+
+    Their sender id and handle, the UIDs and e-mails they quote, and the person the operator
+    listed any of those under (``people``: identity -> person label).
+    """
+    keys = {f"{channel}:{name.lower()}" for name in (sender_id, handle) if name}
     keys.update(f"uid:{uid}" for uid in entities.uids)
     keys.update(f"email:{address}" for address in entities.emails)
     if channel == "email" and sender_id:
         keys.add(f"email:{sender_id.lower()}")
+    if people:
+        keys.update(people[key] for key in list(keys) if key in people)
     return frozenset(keys)
 
 
@@ -210,7 +228,13 @@ def restore_index(settings: DedupeSettings, rows: Iterable[Mapping[str, Any]]) -
         seen = Seen(
             reference=row["reference"],
             received_at=row["received_at"],
-            persons=persons_of(row["channel"], row["sender_id"], entities),
+            persons=persons_of(
+                row["channel"],
+                row["sender_id"],
+                entities,
+                handle=row.get("sender_handle") or "",
+                people=settings.people,
+            ),
             category=row["category"],
             entities=entities,
             text=" ".join(str(row["text"]).lower().split()),

@@ -67,7 +67,13 @@ class Triage:
         seen = Seen(
             reference=reference or new_reference(),
             received_at=message.received_at,
-            persons=persons_of(message.channel, message.sender.id, entities),
+            persons=persons_of(
+                message.channel,
+                message.sender.id,
+                entities,
+                handle=message.sender.handle,
+                people=self.dedupe.people,
+            ),
             category=classification.category,
             entities=entities,
             text=" ".join(message.text.lower().split()),
@@ -189,6 +195,7 @@ def load_triage(settings: Settings) -> Triage:
                 duplicate_window_s=triage.duplicate_window_s,
                 incident_window_s=triage.incident_window_s,
                 text_similarity=triage.text_similarity,
+                people=triage.person_of_identity(),
             ),
         )
 

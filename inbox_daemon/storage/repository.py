@@ -288,6 +288,7 @@ async def recent_records(engine: AsyncEngine, *, since: datetime) -> list[dict[s
             feedback_records.c.received_at,
             feedback_records.c.channel,
             feedback_records.c.sender_id,
+            feedback_records.c.sender_handle,
             feedback_records.c.category,
             feedback_records.c.entities,
             feedback_records.c.text,
