@@ -10,7 +10,8 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
-from datetime import timedelta
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -20,16 +21,26 @@ from .config import Settings, load_settings
 from .errors import ConfigError, InboxError
 from .logs import configure_logging
 from .pipeline.triage import load_triage
+from .queue import (
+    InvalidInputError,
+    ItemDetail,
+    QueueFilter,
+    QueueItem,
+    claim,
+    claim_next,
+    escalate,
+    list_incidents,
+    list_items,
+    resolve,
+    show_item,
+)
+from .queue_text import format_change, format_detail, format_incidents
+from .queue_text import format_queue as format_queue  # the demo prints the queue too
 from .registry import adapter_plugin
 from .scheduler import Daemon, RunReport
 from .storage.engine import create_engine, database_url
 from .storage.migrate import ensure_migrated, upgrade
-from .storage.repository import (
-    outbox_backlog,
-    outbox_problems,
-    queue_listing,
-    source_states,
-)
+from .storage.repository import outbox_backlog, outbox_problems, source_states
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -51,6 +62,9 @@ async def run_cli(argv: Sequence[str] | None = None) -> int:
         return await command(args)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except InvalidInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except InboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -83,12 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     command("status", _status, "show each source's state and the outbox backlog").add_argument(
         "--json", action="store_true"
     )
-    queue = commands.add_parser("queue", help="work with the shared queue")
-    queue_commands = queue.add_subparsers(required=True, metavar="ACTION")
-    listing = queue_commands.add_parser("list", help="list queue items, most urgent first")
-    listing.set_defaults(command=_queue_list)
-    listing.add_argument("--config", type=Path, default=Path(default_config))
-    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    _queue_parsers(commands, Path(default_config))
     command("replay", _replay, "classify stored records again after a rules change").add_argument(
         "--since", default="7d", help="how far back: 7d, 48h, 30m (default 7d)"
     )
@@ -167,30 +176,150 @@ async def _open_engine(settings: Settings, stack: AsyncExitStack) -> AsyncEngine
     return engine
 
 
+def _queue_parsers(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], default_config: Path
+) -> None:
+    """``queue list|show|claim|resolve|escalate`` and ``incidents list``."""
+
+    def action(
+        group: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        handler: Command,
+        help_text: str,
+    ) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(command=handler)
+        sub.add_argument("--config", type=Path, default=default_config)
+        sub.add_argument("--json", action="store_true", help="print JSON")
+        return sub
+
+    queue = commands.add_parser("queue", help="work with the shared queue").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    listing = action(queue, "list", _queue_list, "list queue items, most urgent first")
+    for name in ("team", "priority", "status", "channel", "language", "category"):
+        listing.add_argument(f"--{name}", help=_FILTER_HELP.get(name))
+    listing.add_argument("--incident", type=int, help="the items of this incident id")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (1-500)")
+    listing.add_argument("--after", metavar="CURSOR", help="the page after this cursor")
+    action(queue, "show", _queue_show, "show one item in full").add_argument("reference")
+    claiming = action(queue, "claim", _queue_claim, "claim an item (claim again to renew)")
+    which = claiming.add_mutually_exclusive_group(required=True)
+    which.add_argument("reference", nargs="?")
+    which.add_argument("--next", action="store_true", help="the most urgent item of --team")
+    claiming.add_argument("--team")
+    resolving = action(queue, "resolve", _queue_resolve, "resolve an item")
+    resolving.add_argument("reference")
+    resolving.add_argument("--note", help="what was done")
+    escalating = action(queue, "escalate", _queue_escalate, "raise an item's priority")
+    escalating.add_argument("reference")
+    escalating.add_argument("--priority", required=True, help="P1 (highest) to P4")
+    for sub in (claiming, resolving, escalating):
+        sub.add_argument("--as", dest="agent", required=True, metavar="NAME", help="who acts")
+    incidents = commands.add_parser("incidents", help="incidents: many reports of one problem")
+    action(
+        incidents.add_subparsers(required=True, metavar="ACTION"),
+        "list",
+        _incidents_list,
+        "list incidents, most recently reported first",
+    )
+
+
+_FILTER_HELP: Final = {
+    "priority": "P1 to P4",
+    "status": "new, reopened, escalated, claimed, resolved, or open (all but resolved)",
+}
+
+
 async def _queue_list(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    filters = QueueFilter(
+        team=args.team,
+        priority=args.priority,
+        status=args.status,
+        channel=args.channel,
+        language=args.language,
+        category=args.category,
+        incident_id=args.incident,
+    )
+    now = datetime.now(UTC)
     async with AsyncExitStack() as stack:
-        items = await queue_listing(await _open_engine(settings, stack))
+        engine = await _open_engine(settings, stack)
+        page = await list_items(engine, filters, cursor=args.after, limit=args.limit, now=now)
+    items = [asdict(item) for item in page.items]
     if args.json:
         print(json.dumps(items, default=_json_default, ensure_ascii=False, indent=2))
     else:
-        print(format_queue(items))
+        print(format_queue(items, now=now))
+    if page.next_cursor:
+        print(f"more: --after {page.next_cursor}", file=sys.stderr if args.json else sys.stdout)
     return EXIT_OK
 
 
-def format_queue(items: Sequence[dict[str, Any]]) -> str:
-    """The queue as a fixed-width table for a terminal."""
-    header = (
-        f"{'REFERENCE':<13} {'PRI':<3} {'TEAM':<16} {'STATUS':<8} {'LANG':<5} {'FROM':<28} SUBJECT"
-    )
-    lines = [header]
-    for item in items:
-        subject = (item["subject"] or item["text"][:60]).replace("\n", " ")
-        lines.append(
-            f"{item['reference']:<13} {item['priority']:<3} {item['team']:<16} "
-            f"{item['status']:<8} {item['language']:<5} {item['sender'][:28]:<28} {subject[:60]}"
+async def _queue_show(args: argparse.Namespace) -> int:
+    settings, now = load_settings(args.config), datetime.now(UTC)
+    async with AsyncExitStack() as stack:
+        detail = await show_item(await _open_engine(settings, stack), args.reference, now=now)
+    _emit(args, detail, format_detail(detail, now=now))
+    return EXIT_OK
+
+
+async def _queue_claim(args: argparse.Namespace) -> int:
+    if args.next != bool(args.team):
+        raise InvalidInputError("give --next and --team together, or a reference", field="team")
+    settings, now = load_settings(args.config), datetime.now(UTC)
+    timeout_s = settings.queue.claim_timeout_s
+    async with AsyncExitStack() as stack:
+        engine = await _open_engine(settings, stack)
+        if args.next:
+            item = await claim_next(engine, args.team, args.agent, claim_timeout_s=timeout_s)
+        else:
+            item = await claim(engine, args.reference, args.agent, claim_timeout_s=timeout_s)
+    _emit(args, item, format_change(item, now=now))
+    return EXIT_OK
+
+
+async def _queue_resolve(args: argparse.Namespace) -> int:
+    settings, now = load_settings(args.config), datetime.now(UTC)
+    async with AsyncExitStack() as stack:
+        engine = await _open_engine(settings, stack)
+        item = await resolve(engine, args.reference, args.agent, note=args.note, now=now)
+    _emit(args, item, format_change(item, now=now))
+    return EXIT_OK
+
+
+async def _queue_escalate(args: argparse.Namespace) -> int:
+    settings, now = load_settings(args.config), datetime.now(UTC)
+    async with AsyncExitStack() as stack:
+        item = await escalate(
+            await _open_engine(settings, stack),
+            args.reference,
+            args.priority,
+            args.agent,
+            sla_s=settings.queue.sla_s,
+            now=now,
         )
-    return "\n".join(lines)
+    _emit(args, item, format_change(item, now=now))
+    return EXIT_OK
+
+
+async def _incidents_list(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    async with AsyncExitStack() as stack:
+        found = await list_incidents(await _open_engine(settings, stack))
+    if args.json:
+        print(json.dumps([asdict(i) for i in found], default=_json_default, indent=2))
+    else:
+        print(format_incidents(found))
+    return EXIT_OK
+
+
+def _emit(args: argparse.Namespace, result: QueueItem | ItemDetail, text: str) -> None:
+    """Print ``result`` (a dataclass) as JSON when ``--json`` was given, else ``text``."""
+    if args.json:
+        print(json.dumps(asdict(result), default=_json_default, ensure_ascii=False, indent=2))
+    else:
+        print(text)
 
 
 async def _status(args: argparse.Namespace) -> int:

@@ -67,7 +67,7 @@ class RepliesSettings(FrozenModel):
 
 
 class QueueSettings(FrozenModel):
-    """The shared queue: how soon each priority is due (service-level targets)."""
+    """The shared queue: how soon each priority is due, and how long a claim lasts."""
 
     sla_s: Mapping[str, Annotated[int, Field(gt=0)]] = {
         "P1": 15 * 60,
@@ -75,6 +75,8 @@ class QueueSettings(FrozenModel):
         "P3": 24 * 3600,
         "P4": 72 * 3600,
     }
+    #: A claim not resolved (or renewed by claiming again) within this returns to the queue.
+    claim_timeout_s: Annotated[float, Field(gt=0)] = 30 * 60
 
     @field_validator("sla_s")
     @classmethod

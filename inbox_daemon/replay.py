@@ -2,7 +2,8 @@
 
 After the operator changes the rules, the records of the last ``--since`` are classified
 again (language, category, priority, team and reasons) and their incidents rebuilt, oldest
-first; queue items nobody has claimed yet follow the new priority, team and due time.
+first; new queue items follow the new priority, team and due time, and a raised priority
+escalates any open item (see ``queue.requeue_relabelled``).
 Records keep their reference, their duplicates and their acknowledgment decision: no reply
 is sent or sent again.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
@@ -22,8 +23,9 @@ from .pipeline.dedupe import DedupeIndex, DedupeResult, Seen, persons_of
 from .pipeline.entities import extract_entities
 from .pipeline.language import detect_language
 from .pipeline.triage import Triage
+from .queue import requeue_relabelled
 from .storage.batch import count_reports, upsert_incident
-from .storage.schema import feedback_records, incidents, queue_items
+from .storage.schema import feedback_records, incidents
 
 
 @dataclass(slots=True)
@@ -123,7 +125,14 @@ async def _relabel(
     await conn.execute(
         update(feedback_records).where(feedback_records.c.id == row["id"]).values(**values)
     )
-    await _requeue(conn, row["id"], labels.team, labels.priority, sla_s)
+    await requeue_relabelled(
+        conn,
+        row["id"],
+        team=labels.team,
+        priority=labels.priority,
+        sla_s=sla_s,
+        now=datetime.now(UTC),
+    )
     changed = (row["category"], row["priority"], row["team"]) != (
         labels.category,
         labels.priority,
@@ -147,20 +156,6 @@ async def _incident(
     await conn.execute(update(feedback_records).where(members).values(incident_id=incident_id))
     await count_reports(conn, incident_id)
     return incident_id
-
-
-async def _requeue(
-    conn: AsyncConnection, record_id: int, team: str, priority: str, sla_s: Mapping[str, int]
-) -> None:
-    """Move a queue item nobody has claimed to its new team, priority and due time."""
-    waiting = (queue_items.c.record_id == record_id) & (queue_items.c.state == "new")
-    created_at = await conn.scalar(select(queue_items.c.created_at).where(waiting))
-    if created_at is None:
-        return
-    due_at = created_at + timedelta(seconds=sla_s[priority])
-    await conn.execute(
-        update(queue_items).where(waiting).values(team=team, priority=priority, due_at=due_at)
-    )
 
 
 def _message(row: Mapping[str, Any]) -> InboundMessage:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import RetryableError
 from ..interfaces import Cursor, FailedMessage, FeedbackRecord, IncidentLink
+from ..queue import reopen_resolved_threads
 from .rows import outbox_row, queue_row, record_row
 from .schema import (
     cursors,
@@ -115,6 +116,7 @@ async def commit_batch(engine: AsyncEngine, plan: BatchPlan, *, now: datetime) -
                 for record_id, r in originals
             ],
         )
+        await reopen_resolved_threads(conn, new, sla_s=plan.sla_s, now=now)
         queued = await _queue_replies(conn, originals, plan.limits, now)
         dead = await _insert_dead_letters(conn, plan.source, plan.failures, now)
         await _move_cursor(conn, plan.source, plan.cursor_version, plan.next_cursor, now)

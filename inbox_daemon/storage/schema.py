@@ -166,7 +166,26 @@ queue_items = Table(
     _when("claimed_at"),
     _when("resolved_at"),
     Column("resolution_note", Text),
+    # A claim ends here; an item still claimed after it is back in the queue (queue.py).
+    _when("claim_expires_at"),
     Index(None, "state", "team", "priority", "due_at"),
+    Index(None, "priority", "due_at", "id"),
+    Index(None, "state", "claim_expires_at"),
+)
+
+#: Every change of a queue item's state: who, when, from what to what (append-only).
+queue_events = Table(
+    "queue_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("item_id", Id, ForeignKey("queue_items.id", ondelete="CASCADE"), nullable=False),
+    _when("at", nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("from_state", String(16), nullable=False),
+    Column("to_state", String(16), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Index(None, "item_id", "id"),
 )
 
 outbox = Table(
