@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -533,17 +532,7 @@ async def test_incidents_are_listed_with_their_items_by_state(engine: AsyncEngin
 
 
 @pytest.fixture
-def quiet_root_logger():
-    """No log handler left behind by an earlier ``run`` test writes into stderr here."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    root.handlers[:], root.level = [], logging.WARNING
-    yield
-    root.handlers[:], root.level = saved
-
-
-@pytest.fixture
-async def cli_config(tmp_path: Path, quiet_root_logger) -> Path:
+async def cli_config(tmp_path: Path) -> Path:
     """A migrated SQLite database beside its config file."""
     path = tmp_path / "inbox.toml"
     path.write_text('config_version = 1\n[storage]\nurl = "sqlite:///./queue.db"\n')
