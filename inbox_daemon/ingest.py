@@ -73,6 +73,10 @@ class SourceRunner:
         self._owner = owner
         self._open = False
 
+    def use(self, triage: Triage, index: DedupeIndex, settings: Settings) -> None:
+        """Triage the next batches with reloaded rules and settings (this source's own stay)."""
+        self._triage, self._index, self._settings = triage, index, settings
+
     async def poll(self) -> PollReport:
         """Fetch and store everything the source holds now, batch by batch.
 

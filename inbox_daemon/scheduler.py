@@ -7,8 +7,9 @@ import logging
 import os
 import random
 import secrets
+import signal
 import socket
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,12 +20,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .config import ServiceSettings, Settings
-from .errors import InboxError, PermanentError, RetryableError
+from .config import ServiceSettings, Settings, SourceSettings, load_settings
+from .errors import ConfigError, InboxError, PermanentError, RetryableError
 from .ingest import PollReport, SourceRunner, utcnow
 from .outbox import DeliveryReport, OutboxSender
 from .pipeline.dedupe import DedupeIndex, DedupeSettings, restore_index
-from .pipeline.triage import load_triage
+from .pipeline.triage import Triage, load_triage
 from .registry import adapter_plugin
 from .storage.engine import create_engine, database_url
 from .storage.migrate import ensure_migrated
@@ -71,6 +72,20 @@ def describe_error(error: BaseException) -> str:
     return text[:_MAX_ERROR_CHARS]
 
 
+def _check_reloadable(running: Settings, new: Settings) -> None:
+    """Refuse changes that only a restart can make.
+
+    Raises:
+        ConfigError: naming the setting.
+    """
+    if new.storage != running.storage:
+        raise ConfigError(
+            "storage cannot change while running; restart the daemon to use the new database",
+            path=str(new.config_path),
+            key="storage",
+        )
+
+
 async def _dedupe_index(engine: AsyncEngine, settings: DedupeSettings) -> DedupeIndex:
     horizon_s = max(settings.duplicate_window_s, settings.incident_window_s)
     rows = await recent_records(engine, since=utcnow() - timedelta(seconds=horizon_s))
@@ -90,17 +105,29 @@ class Daemon:
     """Sources, their runners and the outbox sender over one database, for one process."""
 
     def __init__(
-        self, settings: Settings, engine: AsyncEngine, runners: Mapping[str, SourceRunner]
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        *,
+        triage: Triage,
+        index: DedupeIndex,
+        owner: str,
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.runners = dict(runners)
-        self.outbox = OutboxSender(
-            engine, {name: runner.adapter for name, runner in runners.items()}, settings.outbox
-        )
-        self._failures: dict[str, int] = dict.fromkeys(runners, 0)
+        self._triage = triage
+        self._index = index
+        self._owner = owner
+        self.runners = {
+            source.name: self._runner(source) for source in settings.sources if source.enabled
+        }
+        self.outbox = self._outbox()
+        self._failures: dict[str, int] = dict.fromkeys(self.runners, 0)
         self._resume_at: dict[str, datetime] = {}
         self._in_flight: set[asyncio.Task[Any]] = set()
+        self._polling: dict[str, asyncio.Task[Any]] = {}
+        self._scheduler: AsyncIOScheduler | None = None
+        self._reloading = asyncio.Lock()
 
     @classmethod
     async def open(cls, settings: Settings, stack: AsyncExitStack) -> Daemon:
@@ -116,25 +143,34 @@ class Daemon:
         await ensure_migrated(engine)
         owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         index = await _dedupe_index(engine, triage.dedupe)
-        runners = {}
-        for source in settings.sources:
-            if not source.enabled:
-                continue
-            adapter = adapter_plugin(source.kind).create(source)
-            runner = SourceRunner(
-                source,
-                adapter,
-                engine=engine,
-                triage=triage,
-                index=index,
-                settings=settings,
-                owner=owner,
-            )
-            stack.push_async_callback(runner.release)
-            runners[source.name] = runner
-        await register_sources(engine, [(s.name, s.kind) for s in settings.sources if s.enabled])
+        daemon = cls(settings, engine, triage=triage, index=index, owner=owner)
+        stack.push_async_callback(daemon.close)
+        await register_sources(
+            engine, [(name, r.source.kind) for name, r in daemon.runners.items()]
+        )
         await recover_interrupted_sends(engine, resend_channels=RESENDABLE_CHANNELS)
-        return cls(settings, engine, runners)
+        return daemon
+
+    def _runner(self, source: SourceSettings) -> SourceRunner:
+        adapter = adapter_plugin(source.kind).create(source)
+        return SourceRunner(
+            source,
+            adapter,
+            engine=self.engine,
+            triage=self._triage,
+            index=self._index,
+            settings=self.settings,
+            owner=self._owner,
+        )
+
+    def _outbox(self) -> OutboxSender:
+        adapters = {name: runner.adapter for name, runner in self.runners.items()}
+        return OutboxSender(self.engine, adapters, self.settings.outbox)
+
+    async def close(self) -> None:
+        """Close every source and give up its lease."""
+        for runner in self.runners.values():
+            await runner.release()
 
     async def run_once(self) -> RunReport:
         """Poll every source once (one failing never stops another), then deliver due replies."""
@@ -174,18 +210,13 @@ class Daemon:
         return text
 
     async def serve(self, stop: asyncio.Event) -> None:
-        """Run the scheduled jobs until ``stop`` is set, then drain in-flight work."""
-        scheduler = AsyncIOScheduler(timezone="UTC")
-        for name, runner in self.runners.items():
-            scheduler.add_job(
-                self._job,
-                IntervalTrigger(seconds=runner.source.poll_interval_s),
-                args=(scheduler, name),
-                id=f"source:{name}",
-                max_instances=1,
-                coalesce=True,
-                next_run_time=utcnow(),
-            )
+        """Run the scheduled jobs until ``stop`` is set, then drain in-flight work.
+
+        SIGHUP re-reads the configuration file (see :meth:`reload`).
+        """
+        scheduler = self._scheduler = AsyncIOScheduler(timezone="UTC")
+        for name in self.runners:
+            self._schedule(name)
         scheduler.add_job(
             self._deliver_job,
             IntervalTrigger(seconds=self.settings.outbox.poll_interval_s),
@@ -194,23 +225,109 @@ class Daemon:
             coalesce=True,
             next_run_time=utcnow(),
         )
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
         scheduler.start()
         try:
             await stop.wait()
         finally:
+            loop.remove_signal_handler(signal.SIGHUP)
             scheduler.pause()
             await self._drain()
             scheduler.shutdown(wait=False)
+            self._scheduler = None
+
+    def _schedule(self, name: str) -> None:
+        if self._scheduler is None:
+            return
+        self._scheduler.add_job(
+            self._job,
+            IntervalTrigger(seconds=self.runners[name].source.poll_interval_s),
+            args=(self._scheduler, name),
+            id=f"source:{name}",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=utcnow(),
+        )
+
+    def _on_hangup(self) -> None:
+        logger.info("SIGHUP: reloading the configuration", extra={"stage": "reload"})
+        task = asyncio.ensure_future(self.reload())
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def reload(self) -> bool:
+        """Re-read the configuration file and its rules, and apply them.
+
+        Sources added are started, sources removed are stopped (their lease given up), and
+        sources whose settings changed are restarted; the others go on untouched, with the
+        new rules, templates and reply settings from their next batch. An invalid file, or a
+        change only a restart can make (the database), is logged and the running
+        configuration stays. Returns whether the new configuration was applied.
+        """
+        async with self._reloading:
+            try:
+                settings = load_settings(self.settings.config_path)
+                triage = load_triage(settings)
+                _check_reloadable(self.settings, settings)
+            except ConfigError as exc:
+                logger.error(
+                    "configuration reload refused; the running configuration stays",
+                    extra={"stage": "reload", "error": str(exc)},
+                )
+                return False
+            await self._apply(settings, triage)
+            return True
+
+    async def _apply(self, settings: Settings, triage: Triage) -> None:
+        old = {name: runner.source for name, runner in self.runners.items()}
+        new = {source.name: source for source in settings.sources if source.enabled}
+        stopped = [name for name in old if new.get(name) != old[name]]
+        started = [name for name in new if old.get(name) != new[name]]
+        for name in stopped:
+            await self._stop_source(name)
+        if triage.dedupe != self._triage.dedupe:
+            self._index = await _dedupe_index(self.engine, triage.dedupe)
+        self.settings, self._triage = settings, triage
+        for runner in self.runners.values():
+            runner.use(triage, self._index, settings)
+        for name in started:
+            self.runners[name] = self._runner(new[name])
+            self._failures[name] = 0
+            self._schedule(name)
+        self.outbox = self._outbox()
+        await register_sources(self.engine, [(name, s.kind) for name, s in new.items()])
+        logger.info(
+            "configuration reloaded",
+            extra={"stage": "reload", "started": started, "stopped": stopped},
+        )
+
+    async def _stop_source(self, name: str) -> None:
+        if self._scheduler is not None and self._scheduler.get_job(f"source:{name}"):
+            self._scheduler.remove_job(f"source:{name}")
+        polling = self._polling.get(name)
+        if polling is not None:  # the batch in hand is committed or rolled back whole
+            await asyncio.wait([polling], timeout=self.settings.service.shutdown_grace_s)
+        runner = self.runners.pop(name)
+        self._failures.pop(name, None)
+        self._resume_at.pop(name, None)
+        await runner.release()
 
     async def _job(self, scheduler: AsyncIOScheduler, name: str) -> None:
-        result = await self._tracked(self.poll_source(name))
-        if isinstance(result, str):
+        task = asyncio.ensure_future(self.poll_source(name))
+        self._polling[name] = task
+        try:
+            result = await self._tracked(task)
+        finally:
+            if self._polling.get(name) is task:
+                del self._polling[name]
+        if isinstance(result, str) and scheduler.get_job(f"source:{name}"):
             scheduler.modify_job(f"source:{name}", next_run_time=self._resume_at[name])
 
     async def _deliver_job(self) -> None:
         await self._tracked(self.outbox.deliver_due())
 
-    async def _tracked(self, work: Coroutine[Any, Any, T]) -> T:
+    async def _tracked(self, work: Coroutine[Any, Any, T] | asyncio.Future[T]) -> T:
         # APScheduler 3 cancels running jobs when it shuts down; the daemon awaits its own
         # tasks within the grace period first, so a batch is committed or rolled back whole.
         task = asyncio.ensure_future(work)

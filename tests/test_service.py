@@ -98,3 +98,74 @@ async def test_run_refuses_an_unmigrated_database(tmp_path: Path) -> None:
         _, stderr = await asyncio.wait_for(service.communicate(), timeout=30)
     assert service.returncode == 1
     assert b"inbox-daemon migrate" in stderr
+
+
+def mail(number: int, sender: str, subject: str, text: str) -> bytes:
+    return (
+        f"Message-ID: <svc-{number}@example.net>\r\n"
+        f"Date: Mon, 23 Nov 2026 08:0{number}:00 +0000\r\n"
+        f"From: {sender}\r\nTo: support@example.com\r\nSubject: {subject}\r\n\r\n{text}\r\n"
+    ).encode()
+
+
+async def log_line(service: asyncio.subprocess.Process, message: str) -> dict:
+    """The next JSON log line of ``service`` whose message is ``message``."""
+    assert service.stderr is not None
+    while True:
+        raw = await asyncio.wait_for(service.stderr.readline(), timeout=30)
+        assert raw, f"the service ended before logging {message!r}"
+        line = json.loads(raw)
+        if line["message"] == message:
+            return line
+
+
+async def test_sighup_applies_a_new_config_and_keeps_the_old_one_when_the_new_is_bad(
+    tmp_path: Path,
+) -> None:
+    async with LoopbackImapServer() as imap, LoopbackSmtpServer() as smtp:
+        path = config(tmp_path, imap, smtp)
+        first = path.read_text(encoding="utf-8")
+        migrate = await inbox_daemon("migrate", "--config", str(path))
+        assert await migrate.wait() == 0
+        service = await inbox_daemon("run", "--config", str(path))
+        try:
+            await imap.append("INBOX", mail(1, "ana@example.net", "Deposit", "USDT deposit late"))
+            await smtp.wait_for(1, timeout_s=30)
+
+            # A second source, the team's escalations folder, is added while running.
+            second = first.replace('name = "support-mail"', 'name = "escalations"').replace(
+                "timeout_s = 5", 'timeout_s = 5\nfolders = ["Escalations"]'
+            )
+            path.write_text(first + second[second.index("[[sources]]") :], encoding="utf-8")
+            await imap.append("Escalations", mail(2, "bo@example.net", "Login", "Cannot log in"))
+            service.send_signal(signal.SIGHUP)
+            reloaded = await log_line(service, "configuration reloaded")
+            assert (reloaded["started"], reloaded["stopped"]) == (["escalations"], [])
+            received = await smtp.wait_for(2, timeout_s=30)
+            assert received[1].rcpt_tos == ("bo@example.net",)
+
+            # A typo is refused; the running configuration (both sources) goes on.
+            path.write_text(first.replace("poll_interval_s = 0.3", "poll_intervall_s = 0.3"))
+            service.send_signal(signal.SIGHUP)
+            refused = await log_line(
+                service, "configuration reload refused; the running configuration stays"
+            )
+            assert "poll_intervall_s" in refused["error"]
+            await imap.append("Escalations", mail(3, "cy@example.net", "KYC", "KYC pending"))
+            received = await smtp.wait_for(3, timeout_s=30)
+            assert received[2].rcpt_tos == ("cy@example.net",)
+
+            # Removing the source stops it: new mail there is left alone.
+            path.write_text(first, encoding="utf-8")
+            service.send_signal(signal.SIGHUP)
+            reloaded = await log_line(service, "configuration reloaded")
+            assert (reloaded["started"], reloaded["stopped"]) == ([], ["escalations"])
+            await imap.append("Escalations", mail(4, "di@example.net", "API", "API 500 errors"))
+            await imap.append("INBOX", mail(5, "ed@example.net", "Promo", "Bonus not credited"))
+            received = await smtp.wait_for(4, timeout_s=30)
+            await asyncio.sleep(1.5)  # several polls of the remaining source
+            assert [m.rcpt_tos for m in smtp.received][3:] == [("ed@example.net",)]
+        finally:
+            service.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(service.communicate(), timeout=20)
+        assert service.returncode == 0, stderr.decode()
