@@ -86,8 +86,6 @@ class QueueSettings(FrozenModel):
         return sla_s
 
 
-class TriageSettings(FrozenModel):
-    """Rules files (relative to the config file; the bundled ones by default) and dedupe."""
 class PersonSpec(FrozenModel):
     """One ``[[triage.people]]`` entry: identities the operator knows to be one person.
 
@@ -108,14 +106,14 @@ class PersonSpec(FrozenModel):
         return tuple(identity.strip().lower() for identity in identities)
 
 
+class TriageSettings(FrozenModel):
+    """Rules files (relative to the config file; the bundled ones by default) and dedupe."""
 
     rules_file: Path | None = None
     reply_rules_file: Path | None = None
     duplicate_window_s: Annotated[float, Field(gt=0)] = 7 * 86400
     incident_window_s: Annotated[float, Field(gt=0)] = 3600
     text_similarity: Annotated[float, Field(gt=0, le=1)] = 0.85
-
-
     people: tuple[PersonSpec, ...] = ()
 
     @model_validator(mode="after")
@@ -134,6 +132,8 @@ class PersonSpec(FrozenModel):
             for number, person in enumerate(self.people)
             for identity in person.identities
         }
+
+
 class OutboxSettings(FrozenModel):
     """Reply delivery: how often due rows are sent and how failures are retried."""
 
