@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="poll every source once, deliver due replies, exit"
     )
     command("check-config", _check_config, "validate the configuration, rules and templates")
+    command(
+        "check-source", _check_source, "connect to a source, show what it would read, store nothing"
+    ).add_argument("name", help="the source's name in the configuration")
     command("migrate", _migrate, "create or upgrade the database schema")
     command("status", _status, "show each source's state and the outbox backlog").add_argument(
         "--json", action="store_true"
@@ -118,6 +121,12 @@ async def _check_config(args: argparse.Namespace) -> int:
         adapter_plugin(source.kind)
     print(f"{args.config}: ok ({len(settings.sources)} sources)")
     return EXIT_OK
+
+
+async def _check_source(args: argparse.Namespace) -> int:
+    from .source_check import check_source
+
+    return await check_source(load_settings(args.config), args.name, sys.stdout)
 
 
 async def _migrate(args: argparse.Namespace) -> int:
