@@ -1,10 +1,11 @@
 """``inbox-daemon triage``: the real pipeline over a file of messages, for evaluation.
 
 Each line of the input is a JSON object in the format of the triage development set
-(``id``, ``channel``, ``subject``, ``text``, ``sender``, optional ``headers`` and
-``received_at``). The messages go through normalisation, redaction, deduplication,
-classification and the reply decision, in input order, and are stored in an in-memory
-database exactly as the daemon stores them; one JSON object per input line comes out.
+(``id``, ``channel``, ``subject``, ``text``, ``sender``; optional ``headers``,
+``received_at``, and ``public``, false for a direct message). The messages go through
+normalisation, redaction, deduplication, classification and the reply decision, in input
+order, and are stored in an in-memory database exactly as the daemon stores them; one JSON
+object per input line comes out.
 Without ``received_at`` the lines are one minute apart, in file order. Nothing is sent.
 """
 
@@ -129,7 +130,8 @@ def message_from_line(item: Mapping[str, Any], default_time: datetime) -> Inboun
         in_reply_to=in_reply_to,
         references=tuple(ids),
         headers=headers,
-        meta={"public": bool(item.get("public", False))},
+        # A line without "public" is a post or group message on the social channels.
+        meta={"public": bool(item.get("public", channel != "email"))},
     )
 
 

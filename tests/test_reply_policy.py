@@ -174,6 +174,18 @@ def test_telegram_message_to_us_without_mention_is_answered() -> None:
     assert decide(social("telegram", "my deposit has not arrived"), CONTEXT).send
 
 
+@pytest.mark.parametrize(
+    ("channel", "text"),
+    [
+        ("twitter", "Hi, I cannot log in since the update"),
+        ("telegram", "@dan_k told me to write here: my deposit has not arrived"),
+    ],
+)
+def test_a_direct_message_is_addressed_to_us_whatever_it_mentions(channel: str, text: str) -> None:
+    direct = replace(social(channel, text), meta={"public": False})
+    assert decide(direct, CONTEXT).send
+
+
 def test_reply_to_our_acknowledgment_is_not_acknowledged_again() -> None:
     follow_up = message(
         subject="Re: [FB-7K2Q-9MXA] We received your message",

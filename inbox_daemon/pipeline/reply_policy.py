@@ -258,6 +258,8 @@ def _not_addressed(case: _Case) -> tuple[str, str] | None:
     text = message.text
     if _RETWEET.match(text):
         return "not addressed to us", "a retweet"
+    if not message.meta.get("public", True):
+        return None  # a direct message or a private chat is addressed to us
     own = context.rules.own_handles | context.own_addresses
     mentioned = {handle.lower() for handle in re.findall(r"@\w+", text)}
     leading = _LEADING_MENTION.match(text)
