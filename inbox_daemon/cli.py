@@ -111,6 +111,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--keep", type=Path, help="keep the demo's database and config in this folder"
     )
+    demo.add_argument(
+        "--serve", action="store_true", help="then serve the queue page on 127.0.0.1 until Ctrl-C"
+    )
+    demo.add_argument("--port", type=int, default=0, help="the page's port (default: a free one)")
+    web = command("web", _web, "serve the queue's HTTP API and web page (no polling)")
+    web.add_argument("--host", help="listen on this address (default: web.host)")
+    web.add_argument("--port", type=int, help="listen on this port (default: web.port)")
     return parser
 
 
@@ -149,7 +156,24 @@ async def _run(args: argparse.Namespace) -> int:
             report = await daemon.run_once()
             _print_run(report)
             return EXIT_FAILURE if report.errors else EXIT_OK
+        if settings.web.enabled:
+            from .web.server import start_web  # the web stack loads only when it serves
+
+            await start_web(stack, daemon.engine, settings)
         await daemon.serve(_stop_on_signals())
+    return EXIT_OK
+
+
+async def _web(args: argparse.Namespace) -> int:
+    from .web.server import start_web, stop_signalled
+
+    settings = load_settings(args.config)
+    configure_logging(settings.service.log_level, settings.service.log_format)
+    async with AsyncExitStack() as stack:
+        engine = await _open_engine(settings, stack)
+        server = await start_web(stack, engine, settings, host=args.host, port=args.port)
+        print(f"serving the queue page and API on {server.url}", flush=True)
+        await stop_signalled()
     return EXIT_OK
 
 
@@ -430,7 +454,7 @@ async def _triage(args: argparse.Namespace) -> int:
 async def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo  # the demo's servers load only when asked for
 
-    return await run_demo(keep=args.keep)
+    return await run_demo(keep=args.keep, serve=args.serve, port=args.port)
 
 
 if __name__ == "__main__":

@@ -155,6 +155,21 @@ class ServiceSettings(FrozenModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class WebSettings(FrozenModel):
+    """The HTTP server: the queue's JSON API and web page (``inbox-daemon web``, or in ``run``)."""
+
+    #: Serve the API and page inside ``inbox-daemon run`` (``inbox-daemon web`` always serves).
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    #: The environment variable holding the bearer token every API request must carry.
+    token_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "INBOX_WEB_TOKEN"  # noqa: S105
+    #: Larger request bodies are refused (413) before they are read.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+    #: How often the queue page reloads its rows.
+    page_refresh_s: Annotated[float, Field(ge=1, le=3600)] = 15.0
+
+
 class SourceSettings(FrozenModel):
     """The keys every ``[[sources]]`` entry has; adapters extend this model with their own."""
 
@@ -177,6 +192,7 @@ class Settings(FrozenModel):
     queue: QueueSettings = QueueSettings()
     triage: TriageSettings = TriageSettings()
     service: ServiceSettings = ServiceSettings()
+    web: WebSettings = WebSettings()
     sources: tuple[SourceSettings, ...] = ()
     #: The file these settings were read from (not a TOML key).
     config_path: Path = Path("inbox.toml")

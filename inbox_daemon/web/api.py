@@ -1,0 +1,261 @@
+"""The JSON API under ``/api/v1``: list, show, claim, resolve; incidents; its OpenAPI document.
+
+Every operation is one :mod:`inbox_daemon.queue` call; this module only turns HTTP into its
+arguments and its results into JSON. Input is checked before anything is read or written:
+an unknown query parameter or body field is an error, never silently ignored. The acting
+agent is named by the ``X-Agent`` header or the body field ``agent`` (UTF-8 names need the
+body: HTTP headers carry Latin-1 only).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import fields, is_dataclass
+from datetime import datetime
+from functools import cache
+from importlib.resources import files
+from typing import Any, Final
+
+from aiohttp import web
+
+from .. import queue
+from ..queue import QueueFilter
+from .context import engine_of, settings_of
+from .errors import ApiError, invalid
+from .incidents import incident_detail
+
+PREFIX: Final = "/api/v1"
+#: A reference in a path; ``claim-next`` is a route of its own, not a malformed reference.
+_REFERENCE: Final = "{reference:(?!claim-next$)[^/]+}"
+#: Items in a listing page when the request names no limit.
+DEFAULT_LIMIT: Final = 50
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the API's routes on ``app`` (no HEAD: a JSON API has no use for it)."""
+    router = app.router
+    router.add_get("/api/openapi.json", openapi_document, allow_head=False)
+    router.add_get(f"{PREFIX}/items", list_items, allow_head=False)
+    router.add_post(f"{PREFIX}/items/claim-next", claim_next)
+    router.add_get(f"{PREFIX}/items/{_REFERENCE}", show_item, allow_head=False)
+    router.add_post(f"{PREFIX}/items/{_REFERENCE}/claim", claim)
+    router.add_post(f"{PREFIX}/items/{_REFERENCE}/resolve", resolve)
+    router.add_get(f"{PREFIX}/incidents", list_incidents, allow_head=False)
+    router.add_get(f"{PREFIX}/incidents/{{incident_id}}", show_incident, allow_head=False)
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of this API (public: it holds no data)."""
+    return web.Response(body=_openapi_bytes(), content_type="application/json")
+
+
+async def list_items(request: web.Request) -> web.Response:
+    """``GET /items``: one page of items, most urgent first, with the next page's cursor."""
+    filters, cursor, limit = listing_query(request, default_limit=DEFAULT_LIMIT)
+    page = await queue.list_items(engine_of(request), filters, cursor=cursor, limit=limit)
+    return _json({"items": page.items, "next_cursor": page.next_cursor})
+
+
+async def show_item(request: web.Request) -> web.Response:
+    """``GET /items/{reference}``: the item with its record, thread and history."""
+    _no_query(request)
+    detail = await queue.show_item(engine_of(request), request.match_info["reference"])
+    return _json(detail)
+
+
+async def claim(request: web.Request) -> web.Response:
+    """``POST /items/{reference}/claim``: claim the item (or renew one's own claim)."""
+    _no_query(request)
+    body = await read_body(request, allowed=("agent",))
+    item = await queue.claim(
+        engine_of(request),
+        request.match_info["reference"],
+        acting_agent(request, body),
+        claim_timeout_s=settings_of(request).queue.claim_timeout_s,
+    )
+    return _json(item)
+
+
+async def claim_next(request: web.Request) -> web.Response:
+    """``POST /items/claim-next``: claim the most urgent waiting item of a team."""
+    _no_query(request)
+    body = await read_body(request, allowed=("agent", "team"))
+    if "team" not in body:
+        raise invalid("required: the team whose next item to claim", field="team")
+    item = await queue.claim_next(
+        engine_of(request),
+        body["team"],
+        acting_agent(request, body),
+        claim_timeout_s=settings_of(request).queue.claim_timeout_s,
+    )
+    return _json(item)
+
+
+async def resolve(request: web.Request) -> web.Response:
+    """``POST /items/{reference}/resolve``: resolve the item, with an optional note."""
+    _no_query(request)
+    body = await read_body(request, allowed=("agent", "note"))
+    item = await queue.resolve(
+        engine_of(request),
+        request.match_info["reference"],
+        acting_agent(request, body),
+        note=body.get("note"),
+    )
+    return _json(item)
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    """``GET /incidents``: incidents, most recently reported first."""
+    limit = _limit(_single_values(request, allowed=("limit",)).get("limit"), default=100)
+    return _json({"incidents": await queue.list_incidents(engine_of(request), limit=limit)})
+
+
+async def show_incident(request: web.Request) -> web.Response:
+    """``GET /incidents/{id}``: the incident with every report it groups."""
+    _no_query(request)
+    incident_id = positive_id(request.match_info["incident_id"], field="incident_id")
+    return _json(await incident_detail(engine_of(request), incident_id))
+
+
+# --- input -------------------------------------------------------------------------------
+
+
+def listing_query(
+    request: web.Request, *, default_limit: int
+) -> tuple[QueueFilter, str | None, int]:
+    """The filters, cursor and limit of a listing's query string.
+
+    A parameter is given with a value or left out: an empty value, or one padded with
+    spaces, is an error rather than a filter quietly dropped or changed.
+
+    Raises:
+        ApiError, queue.InvalidInputError: a parameter is unknown, repeated or malformed.
+    """
+    params = _single_values(request, allowed=None)
+    for name, value in params.items():
+        if not value or value != value.strip():
+            raise invalid(
+                "expected a value without surrounding spaces; or leave it out", field=name
+            )
+    if "incident" in params:
+        positive_id(params["incident"], field="incident")
+    cursor = params.pop("cursor", None)
+    limit = _limit(params.pop("limit", None), default=default_limit)
+    return QueueFilter.parse(params), cursor, limit
+
+
+async def read_body(request: web.Request, *, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The request's JSON object body (empty when there is none), its values strings.
+
+    Raises:
+        ApiError: not JSON (415 without the JSON content type), not an object, an unknown
+            field, or a value that is not a string; 413 past the size limit.
+    """
+    if not request.body_exists:
+        return {}
+    if request.content_type != "application/json":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"body: expected application/json, got {request.content_type}",
+            field="body",
+        )
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise invalid(f"not valid JSON ({exc})", field="body") from exc
+    if not isinstance(document, dict):
+        raise invalid("expected a JSON object", field="body")
+    return _body_fields(document, allowed)
+
+
+def _body_fields(document: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, value in document.items():
+        if name not in allowed:
+            raise invalid(f"unknown field; expected {', '.join(allowed)}", field=name)
+        if not isinstance(value, str):
+            raise invalid(f"expected a string, got {type(value).__name__}", field=name)
+        values[name] = value
+    return values
+
+
+def acting_agent(request: web.Request, body: Mapping[str, str]) -> str:
+    """Who acts: the body's ``agent`` or the ``X-Agent`` header (they must agree).
+
+    Raises:
+        ApiError: neither is given, or both differently.
+    """
+    header, field = request.headers.get("X-Agent"), body.get("agent")
+    if header is not None and field is not None and header.strip() != field.strip():
+        raise invalid(f"the X-Agent header says {header!r}, the body {field!r}", field="agent")
+    agent = field if field is not None else header
+    if agent is None or not agent.strip():
+        raise invalid("required: the acting person's name (X-Agent header or body)", field="agent")
+    return agent
+
+
+def positive_id(text: str, *, field: str) -> int:
+    """``text`` as an id (a positive integer)."""
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise invalid(f"expected a positive integer id, got {text!r}", field=field)
+    return int(text)
+
+
+def _limit(text: str | None, *, default: int) -> int:
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= queue.MAX_PAGE:
+        raise invalid(
+            f"expected an integer from 1 to {queue.MAX_PAGE}, got {text!r}", field="limit"
+        )
+    return int(text)
+
+
+def _single_values(request: web.Request, *, allowed: tuple[str, ...] | None) -> dict[str, str]:
+    """The query parameters as a dict; a repeated one (or one not in ``allowed``) is an error."""
+    values: dict[str, str] = {}
+    for name, value in request.query.items():
+        if allowed is not None and name not in allowed:
+            expected = ", ".join(allowed) if allowed else "no parameters"
+            raise invalid(f"unknown parameter; expected {expected}", field=name)
+        if name in values:
+            raise invalid("given more than once", field=name)
+        values[name] = value
+    return values
+
+
+def _no_query(request: web.Request) -> None:
+    _single_values(request, allowed=())
+
+
+# --- output ------------------------------------------------------------------------------
+
+
+def _json(value: object) -> web.Response:
+    return web.json_response(as_json(value), dumps=lambda doc: json.dumps(doc, ensure_ascii=False))
+
+
+def as_json(value: object) -> object:
+    """``value`` (queue dataclasses, datetimes, mappings, tuples) as JSON-ready data."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: as_json(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(key): as_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [as_json(item) for item in value]
+    return value
+
+
+@cache
+def _openapi_bytes() -> bytes:
+    return (files("inbox_daemon.web") / "openapi.json").read_bytes()
