@@ -1,10 +1,13 @@
-"""``inbox-daemon demo``: the whole e-mail path on this machine, with real servers.
+"""``inbox-daemon demo``: the daemon on this machine, end to end, with real servers.
 
 It starts a real IMAP server (pymap) and a real SMTP server (aiosmtpd) on free loopback
-ports, delivers the support mails of ``config/demo/`` to the folders ``mailbox.toml`` names,
-runs the daemon once over them against a fresh SQLite database, and prints the queue and
-every acknowledgment decision. Nothing is left running, unless ``--serve`` asks for the
-queue page: then the demo's database is served on 127.0.0.1 until Ctrl-C.
+ports and delivers the support mails of ``config/demo/`` to the folders ``mailbox.toml``
+names; it starts the loopback X API (:mod:`inbox_daemon.loopback.x_api`, the tests' server)
+with the mentions, DMs and brand-search post of ``config/demo/x.toml``. It runs the daemon
+once over both sources against a fresh SQLite database, and prints the queue and every
+acknowledgment decision, as the SMTP server and the X API received them. Nothing is left
+running, unless ``--serve`` asks for the queue page: then the demo's database is served on
+127.0.0.1 until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import tomllib
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from importlib.resources import files
 from pathlib import Path
@@ -25,6 +29,7 @@ from .cli import format_queue
 from .config import load_settings
 from .loopback.imap import LoopbackImapServer
 from .loopback.smtp import LoopbackSmtpServer, ReceivedMail
+from .loopback.x_api import LoopbackXApi, XUser
 from .scheduler import Daemon, RunReport
 from .storage.engine import create_engine, database_url
 from .storage.migrate import upgrade
@@ -32,8 +37,19 @@ from .storage.repository import acknowledgment_decisions, queue_listing
 
 #: The variable the demo's config names for the IMAP password (the name, not a secret).
 PASSWORD_ENV: Final = "INBOX_DEMO_IMAP_PASSWORD"  # noqa: S105
+#: The variables the demo's config names for the X API's credentials (the loopback server
+#: takes any value).
+X_TOKEN_ENVS: Final = {
+    "bearer_token_env": "INBOX_DEMO_X_BEARER",
+    "consumer_key_env": "INBOX_DEMO_X_CONSUMER_KEY",
+    "consumer_secret_env": "INBOX_DEMO_X_CONSUMER_SECRET",
+    "access_token_env": "INBOX_DEMO_X_ACCESS_TOKEN",
+    "access_token_secret_env": "INBOX_DEMO_X_ACCESS_SECRET",
+}
 #: The variable the demo's config names for the web API's bearer token.
 WEB_TOKEN_ENV: Final = "INBOX_DEMO_WEB_TOKEN"  # noqa: S105
+
+_X_ACCOUNT: Final = XUser("1000", "exchange_support", "Example Exchange Support")
 
 _CONFIG: Final = """\
 config_version = 1
@@ -73,6 +89,17 @@ port = {smtp_port}
 security = "none"
 from_address = "support@example.com"
 from_name = "Example Exchange Support"
+
+[[sources]]
+name = "x-support"
+kind = "twitter"
+handle = "@exchange_support"
+api_base_url = "{x_api_url}"
+user_auth = "oauth1"
+{x_credentials}
+direct_messages = true
+searches = [{{ name = "brand", query = "\\"Example Exchange\\" -is:retweet" }}]
+timeout_s = 20
 """
 
 
@@ -86,6 +113,11 @@ class DemoRun:
     smtp_address: str
     report: RunReport
     received: tuple[ReceivedMail, ...]
+    x_api_address: str = ""
+    #: Found on X: mentions, DMs and search hits.
+    x_found: int = 0
+    #: What the daemon sent on X: ("reply" or "DM", to whom, the text).
+    x_sent: tuple[tuple[str, str, str], ...] = ()
 
 
 async def run_demo(*, keep: Path | None = None, serve: bool = False, port: int = 0) -> int:
@@ -97,9 +129,11 @@ async def run_demo(*, keep: Path | None = None, serve: bool = False, port: int =
         folder = keep or Path(scratch)
         run = await ingest_demo(folder)
         print(f"IMAP server (pymap) on {run.imap_address}: delivered {run.delivered} mails")
-        print(f"SMTP server (aiosmtpd) on {run.smtp_address}\n")
+        print(f"SMTP server (aiosmtpd) on {run.smtp_address}")
+        print(f"X API (loopback) on {run.x_api_address}: {run.x_found} posts and DMs\n")
         _print_run(run.report)
         await _report(run.config_path, list(run.received))
+        _report_x(run)
         if serve:
             await _serve(run.config_path, port)
     return 0
@@ -116,10 +150,12 @@ async def ingest_demo(folder: Path, *, extra_mail: Sequence[bytes] = ()) -> Demo
     async with AsyncExitStack() as stack:
         imap = await stack.enter_async_context(LoopbackImapServer())
         smtp = await stack.enter_async_context(LoopbackSmtpServer())
+        x_api = await stack.enter_async_context(LoopbackXApi(_X_ACCOUNT))
         delivered = await _deliver_demo_mail(imap)
         for raw in extra_mail:
             await imap.append("INBOX", raw)
-        config_path = _write_config(folder, imap, smtp)
+        x_found = _post_demo_x(x_api, datetime.now(UTC))
+        config_path = _write_config(folder, imap, smtp, x_api)
         report = await _ingest(config_path)
         return DemoRun(
             config_path,
@@ -128,6 +164,9 @@ async def ingest_demo(folder: Path, *, extra_mail: Sequence[bytes] = ()) -> Demo
             f"{smtp.host}:{smtp.port}",
             report,
             tuple(smtp.received),
+            x_api.base_url.removeprefix("http://"),
+            x_found,
+            _sent_on_x(x_api),
         )
 
 
@@ -144,8 +183,51 @@ async def _deliver_demo_mail(imap: LoopbackImapServer) -> int:
     return count
 
 
-def _write_config(folder: Path, imap: LoopbackImapServer, smtp: LoopbackSmtpServer) -> Path:
+def _post_demo_x(x_api: LoopbackXApi, now: datetime) -> int:
+    """Publish ``config/demo/x.toml`` on the loopback X API; how many posts and DMs."""
+    scenario = tomllib.loads(
+        (files("inbox_daemon.bundled_config") / "demo" / "x.toml").read_text(encoding="utf-8")
+    )
+    users = {u["username"]: x_api.add_user(u["username"], u["name"]) for u in scenario["users"]}
+    posted: list[str] = []
+    for post in scenario["posts"]:
+        reply_to = posted[post["reply_to"]] if "reply_to" in post else None
+        at = now - timedelta(minutes=post["minutes_ago"])
+        posted.append(
+            x_api.post(
+                users[post["author"]],
+                post["text"],
+                at=at,
+                reply_to=reply_to,
+                media=post.get("media", ()),
+            )
+        )
+    for dm in scenario["dms"]:
+        at = now - timedelta(minutes=dm["minutes_ago"])
+        x_api.add_dm(users[dm["author"]], dm["text"], at=at)
+    return len(posted) + len(scenario["dms"])
+
+
+def _sent_on_x(x_api: LoopbackXApi) -> tuple[tuple[str, str, str], ...]:
+    def handle(user_id: str) -> str:
+        user = x_api.users.get(user_id)
+        return f"@{user.username}" if user else user_id
+
+    replies = [
+        ("reply", handle(x_api.tweets[r["in_reply_to_tweet_id"]]["author_id"]), r["text"])
+        for r in x_api.replies
+        if r.get("in_reply_to_tweet_id") in x_api.tweets
+    ]
+    dms = [("DM", handle(dm["recipient_id"]), dm["text"]) for dm in x_api.sent_dms]
+    return tuple(replies + dms)
+
+
+def _write_config(
+    folder: Path, imap: LoopbackImapServer, smtp: LoopbackSmtpServer, x_api: LoopbackXApi
+) -> Path:
     os.environ[PASSWORD_ENV] = imap.password
+    for variable in X_TOKEN_ENVS.values():
+        os.environ[variable] = "demo"  # the loopback X API accepts any credentials
     path = folder / "inbox.toml"
     path.write_text(
         _CONFIG.format(
@@ -156,6 +238,8 @@ def _write_config(folder: Path, imap: LoopbackImapServer, smtp: LoopbackSmtpServ
             web_token_env=WEB_TOKEN_ENV,
             smtp_host=smtp.host,
             smtp_port=smtp.port,
+            x_api_url=x_api.base_url,
+            x_credentials="\n".join(f'{key} = "{env}"' for key, env in X_TOKEN_ENVS.items()),
         ),
         encoding="utf-8",
     )
@@ -206,6 +290,17 @@ async def _report(config_path: Path, received: list[ReceivedMail]) -> None:
     for row in decisions:
         if row["ack_decision"] != "send":
             print(f"  {row['reference']}  {row['sender'][:32]:<32} {row['ack_reason']}")
+
+
+def _report_x(run: DemoRun) -> None:
+    print(f"\nACKNOWLEDGMENTS SENT ON X ({len(run.x_sent)}), as the X API received them")
+    for how, to, text in run.x_sent:
+        print(f"  {how:<5} to {to:<26} {_first_line(text)}")
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= 90 else line[:89] + "…"
 
 
 async def _serve(config_path: Path, port: int) -> None:
