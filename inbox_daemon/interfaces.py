@@ -69,6 +69,9 @@ class InboundMessage:
         attachments: what was attached.
         raw_ref: where the original lives (``INBOX;uidvalidity=7;uid=42``).
         notes: remarks from normalisation a person should see ("body truncated at …").
+        revision: which version of an editable message this is; a higher revision of a stored
+            message replaces its text and labels (Telegram: the edit time as a Unix timestamp).
+            0 for a message never edited, and on channels whose messages cannot be edited.
     """
 
     external_id: str
@@ -88,6 +91,7 @@ class InboundMessage:
     meta: Mapping[str, Any] = field(default_factory=dict)
     attachments: tuple[Attachment, ...] = ()
     notes: tuple[str, ...] = ()
+    revision: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ Decisions the callers (CLI, HTTP API, web page) rely on:
 - **Reopening folds the conversation.** When a sender writes again on the conversation of a
   resolved item, that item is ``reopened`` in the ingest transaction and the new record
   joins it (it gets no item of its own, and shows in the item's thread).
+- **An edit is logged, not queued again.** When a sender edits a stored message, its item
+  logs ``edited`` and may rise in priority with the edited text, never fall.
 """
 
 from __future__ import annotations
@@ -592,6 +594,44 @@ async def requeue_relabelled(
     await _apply(conn, state, _Change("escalate", REPLAY_ACTOR, now, values, detail))
 
 
+async def follow_edit(
+    conn: AsyncConnection,
+    record_id: int,
+    *,
+    priority: str,
+    sla_s: Mapping[str, int],
+    now: datetime,
+) -> None:
+    """Log that the sender edited the message of ``record_id``; raise its item if need be.
+
+    Runs inside the ingest transaction, once the record holds the edited text and the
+    labels triaged from it (``priority``). The item's history gets an ``edited`` event, so
+    an agent sees that the text changed under them. The priority only rises, as with a
+    rules replay: an edit never undoes an escalation nor lowers what staff already see; a
+    ``new`` item then becomes ``escalated``, due no later than ``now`` + the new SLA. A
+    resolved item only logs the edit (a new message, not an edit, reopens a conversation).
+    A record without an item of its own (a repeat, a follow-up folded into a conversation)
+    has no history to log to.
+    """
+    query = _state_query().where(queue_items.c.record_id == record_id)
+    if _is_postgresql(conn):
+        query = query.with_for_update(of=queue_items)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return
+    state = _State(*row)
+    values: dict[str, object] = {}
+    detail = "the sender edited the message; text and labels follow the edit"
+    if state.state != "resolved" and _rank(priority) < _rank(state.priority):
+        values = {
+            "state": "escalated" if state.state == "new" else state.state,
+            "priority": priority,
+            "due_at": min(state.due_at, now + timedelta(seconds=sla_s[priority])),
+        }
+        detail += f"; {state.priority} -> {priority}"
+    await _apply(conn, state, _Change("edited", SYSTEM_ACTOR, now, values, detail))
+
+
 # --- transactions and state changes ------------------------------------------------------
 
 
@@ -659,15 +699,19 @@ async def _change(conn: AsyncConnection, state: _State, change: _Change) -> None
 
 
 async def _apply(conn: AsyncConnection, state: _State, change: _Change) -> bool:
-    """Update the item if it is still as ``state`` says, and log the event; False if not."""
-    unchanged = and_(
-        queue_items.c.id == state.id,
-        queue_items.c.state == state.state,
-        queue_items.c.assignee.is_not_distinct_from(state.assignee),
-    )
-    result = await conn.execute(update(queue_items).where(unchanged).values(change.values))
-    if result.rowcount != 1:
-        return False
+    """Update the item if it is still as ``state`` says, and log the event; False if not.
+
+    A change without ``values`` only logs the event.
+    """
+    if change.values:
+        unchanged = and_(
+            queue_items.c.id == state.id,
+            queue_items.c.state == state.state,
+            queue_items.c.assignee.is_not_distinct_from(state.assignee),
+        )
+        result = await conn.execute(update(queue_items).where(unchanged).values(change.values))
+        if result.rowcount != 1:
+            return False
     event = {
         "item_id": state.id,
         "at": change.at,

@@ -26,6 +26,7 @@ from inbox_daemon.config import load_settings
 from inbox_daemon.errors import ConfigError, PermanentError, RetryableError
 from inbox_daemon.interfaces import Batch, FailedMessage, Identity, OutboundReply
 from inbox_daemon.pipeline.normalise import clean_text
+from inbox_daemon.queue import show_item
 from inbox_daemon.scheduler import Daemon, RunReport, backoff_delay_s
 from inbox_daemon.storage.engine import create_engine, database_url
 from inbox_daemon.storage.migrate import upgrade
@@ -341,6 +342,8 @@ async def test_edit_keeps_the_external_id_and_carries_the_new_text(
     assert edited.external_id == original.external_id
     assert edited.text == "withdrawal stuck since Monday"
     assert "edit_date" in edited.meta and "edit_date" not in original.meta
+    assert original.revision == 0
+    assert edited.revision == int(message.edit_date.timestamp()) > 0
 
 
 async def test_a_message_edited_before_it_is_read_comes_once_with_its_new_text(
@@ -656,7 +659,7 @@ async def run_once(config_path: Path) -> RunReport:
         return await daemon.run_once()
 
 
-async def test_the_daemon_stores_acknowledges_in_private_and_publicly_and_absorbs_edits(
+async def test_the_daemon_stores_acknowledges_in_private_and_publicly_and_applies_edits(
     telegram: FakeTelegram, config_path: Path, engine: AsyncEngine
 ) -> None:
     world = telegram.world
@@ -682,7 +685,19 @@ async def test_the_daemon_stores_acknowledges_in_private_and_publicly_and_absorb
     world.edit(asked, "deposit of 2 ETH not credited, tx 0xabc")
     again = await run_once(config_path)
     assert again.polls["tg-bot"].stored == 0 and again.polls["tg-bot"].absorbed == 1
-    assert again.delivery.sent == 0
+    assert again.delivery.sent == 0 and len(world.sent) == 2
+    edited_id = f"{marked(SUPPORT)}:{asked.id}"
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(feedback_records))).all()
+        replies = (await conn.execute(select(outbox.c.id))).all()
+    assert len(rows) == 2 and len(replies) == 2  # the record updated, no second one or reply
+    [edited] = [row for row in rows if row.external_id == edited_id]
+    assert edited.reference == references[edited_id]
+    assert edited.text == "deposit of 2 ETH not credited, tx 0xabc"
+    assert edited.revision == int(asked.edit_date.timestamp())
+    assert any(note.startswith("edited at") for note in edited.notes)
+    history = (await show_item(engine, edited.reference)).history
+    assert [event.action for event in history] == ["edited"]
 
 
 async def test_a_flood_wait_backs_the_source_off_for_the_stated_time(

@@ -960,7 +960,7 @@ async def test_demo_serve_leaves_the_page_up_with_the_demo_data(tmp_path: Path) 
             headers = {"Authorization": f"Bearer {token}"}
             status, body = await call(session, "GET", "/api/v1/items?limit=100", headers=headers)
         assert status == 200
-        assert len(body["items"]) == 19
+        assert len(body["items"]) == 27  # 19 mails and 8 posts and DMs on X
         assert {item["priority"] for item in body["items"]} == {"P1", "P2", "P3", "P4"}
     finally:
         code, stderr = await stop(demo, signal.SIGINT)

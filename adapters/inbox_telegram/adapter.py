@@ -16,10 +16,10 @@
   message of a reply chain in groups (``reply_to_top_id``, else the root remembered from
   earlier messages and our replies, else the message answered), and the chat and UTC day in a
   private chat, so a burst of messages is acknowledged once.
-- Edits arrive as updates (bots) with the same ``external_id``, so they never make a second
-  record; storage keeps the text first stored (updating it needs the core to update a record
-  on conflict). User accounts read history with a ``min_id`` per chat and do not see edits
-  made after a message was read.
+- Edits arrive as updates (bots) with the same ``external_id`` and a ``revision`` that is the
+  edit time, so they never make a second record: storage replaces the stored text and labels
+  with the edited ones (no second acknowledgment). User accounts read history with a
+  ``min_id`` per chat and do not see edits made after a message was read.
 - Flood waits are never slept through: ``FLOOD_WAIT_X`` becomes ``RetryableError(defer_s=X)``
   and the scheduler rests this source only; a reply gets ``retry`` with the same delay.
 - Media is listed as attachments (name, type, size; no sha256: nothing is downloaded).

@@ -135,7 +135,19 @@ def to_message(message: TLObject, peers: Peers, *, now: datetime | None = None) 
         attachments=media.attachments,
         raw_ref=f"chat {utils.get_peer_id(message.peer_id)} message {message.id}",
         notes=_notes(message, media, text),
+        revision=revision_of(message),
     )
+
+
+def revision_of(message: TLObject) -> int:
+    """The message's version: its last edit time as a Unix timestamp, 0 if never edited.
+
+    Telegram keeps the message id through an edit; a later edit time is how storage tells the
+    edited text from the one it holds (and an old edit re-read from a stale cursor from a new
+    one).
+    """
+    edited = message.edit_date
+    return int(edited.timestamp()) if isinstance(edited, datetime) else 0
 
 
 def _check_shape(message: TLObject) -> None:

@@ -5,7 +5,8 @@ written together or not at all. Records go in with ``INSERT … ON CONFLICT DO N
 RETURNING``, so a re-fetched message is absorbed without aborting the batch; queue items and
 outbox rows are made only for the ids that came back. The cursor moves by compare-and-set on
 its version and the lease must still be ours, so a replica that lost its lease mid-batch can
-neither commit nor move a cursor backwards.
+neither commit nor move a cursor backwards. An edited message comes back under its external id
+with a higher ``revision``: it replaces the stored record's text and labels in place.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Table, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import RetryableError
 from ..interfaces import Cursor, FailedMessage, FeedbackRecord, IncidentLink
-from ..queue import reopen_resolved_threads
+from ..queue import follow_edit, reopen_resolved_threads
 from .rows import outbox_row, queue_row, record_row
 from .schema import (
     cursors,
@@ -34,6 +35,10 @@ from .schema import (
     queue_items,
     reply_log,
 )
+
+#: The first key of every sender's advisory lock (PostgreSQL): two-key advisory locks whose
+#: first key is this number are acknowledgment locks, the second is the sender's hash.
+_SENDER_LOCKS: Final = 0x1B0C5E4D
 
 
 class LostLeaseError(RetryableError):
@@ -117,6 +122,7 @@ async def commit_batch(engine: AsyncEngine, plan: BatchPlan, *, now: datetime) -
             ],
         )
         await reopen_resolved_threads(conn, new, sla_s=plan.sla_s, now=now)
+        await _apply_edits(conn, plan, now)
         queued = await _queue_replies(conn, originals, plan.limits, now)
         dead = await _insert_dead_letters(conn, plan.source, plan.failures, now)
         await _move_cursor(conn, plan.source, plan.cursor_version, plan.next_cursor, now)
@@ -161,6 +167,64 @@ async def _insert_records(
     rows = [record_row(record, now=now) for record in _unique(records)]
     result = await conn.execute(statement, rows)
     return {external_id: record_id for record_id, external_id in result.all()}
+
+
+#: What an edit replaces: the message's content and everything triaged from it. The record
+#: keeps its reference, times, sender, thread, acknowledgment, repeats and incident.
+_EDITED_COLUMNS: Final = (
+    "subject",
+    "text",
+    "full_text",
+    "meta",
+    "attachments",
+    "notes",
+    "language",
+    "category",
+    "priority",
+    "team",
+    "reasons",
+    "redactions",
+    "entities",
+    "revision",
+)
+
+
+async def _apply_edits(conn: AsyncConnection, plan: BatchPlan, now: datetime) -> None:
+    """Replace stored records by the later revisions of their messages in ``plan``.
+
+    The unique key absorbed the edited message as a re-fetch; here its record takes the
+    edited text and the labels triaged from it, and its queue item logs the edit (rising in
+    priority if the edit calls for it, see :func:`~inbox_daemon.queue.follow_edit`). No second
+    record, outbox row or thread claim: the acknowledgment decided for the message stands.
+    An equal or lower revision (a re-fetch, an edit already applied) changes nothing.
+    """
+    latest: dict[str, FeedbackRecord] = {}
+    for record in plan.records:
+        known = latest.get(record.message.external_id)
+        if record.message.revision > (known.message.revision if known else 0):
+            latest[record.message.external_id] = record
+    if not latest:
+        return
+    stored = await conn.execute(
+        select(feedback_records.c.id, feedback_records.c.external_id).where(
+            feedback_records.c.source == plan.source,
+            feedback_records.c.external_id.in_(latest),
+        )
+    )
+    for record_id, external_id in stored.all():
+        record = latest[external_id]
+        row = record_row(record, now=now)
+        edited = await conn.execute(
+            update(feedback_records)
+            .where(
+                feedback_records.c.id == record_id,
+                feedback_records.c.revision < record.message.revision,
+            )
+            .values({column: row[column] for column in _EDITED_COLUMNS})
+        )
+        if edited.rowcount == 1:
+            priority = record.classification.priority
+            await follow_edit(conn, record_id, priority=priority, sla_s=plan.sla_s, now=now)
 
 
 async def _mark_duplicates(
@@ -305,12 +369,15 @@ async def _queue_replies(
     """Make the outbox rows of the records to acknowledge, in order, within the limits.
 
     Each sender's acknowledgments of the last hour and day, and the threads already
-    acknowledged, are read once for the batch; the thread claim itself is a unique index,
-    so a replica racing this one cannot acknowledge the same thread too.
+    acknowledged, are read once for the batch, under a lock per sender so that replicas
+    storing mail of one sender from two sources count each other's acknowledgments; the
+    thread claim itself is a unique index, so a racing replica cannot acknowledge the same
+    thread too.
     """
     wanted = [(rid, r) for rid, r in originals if r.ack.send and r.reply is not None]
     if not wanted:
         return 0
+    await _lock_senders(conn, wanted)
     usage = await _recent_acknowledgments(conn, wanted, now)
     claimed = await _claimed_threads(conn, wanted)
     claims: list[tuple[int, FeedbackRecord]] = []
@@ -349,6 +416,23 @@ async def _queue_replies(
 
 
 _THREAD_ACKNOWLEDGED = "this conversation was already acknowledged"
+
+
+async def _lock_senders(
+    conn: AsyncConnection, wanted: Sequence[tuple[int, FeedbackRecord]]
+) -> None:
+    """Hold each sender's acknowledgment lock until the transaction ends (PostgreSQL).
+
+    Under READ COMMITTED two batches would each read a sender's count before the other
+    commits and both acknowledge past the limit. The locks are taken in one order, so two
+    batches never wait for each other in a circle (two senders sharing a hash only share a
+    lock). SQLite needs none: ``BEGIN IMMEDIATE`` already runs one writer at a time.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    senders = sorted({f"{r.message.channel}:{r.message.sender.id}" for _, r in wanted})
+    for sender in senders:
+        await conn.execute(select(func.pg_advisory_xact_lock(_SENDER_LOCKS, func.hashtext(sender))))
 
 
 async def _recent_acknowledgments(

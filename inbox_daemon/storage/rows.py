@@ -33,6 +33,7 @@ def record_row(record: FeedbackRecord, *, now: datetime) -> dict[str, Any]:
         "attachments": [asdict(attachment) for attachment in message.attachments],
         "raw_ref": message.raw_ref,
         "notes": list(message.notes),
+        "revision": message.revision,
         "language": record.language,
         "category": labels.category,
         "priority": labels.priority,

@@ -140,6 +140,8 @@ feedback_records = Table(
     Column("ack_decision", String(16), nullable=False),
     Column("ack_reason", Text, nullable=False),
     Column("ack_code", String(32), nullable=False, server_default=""),
+    # The version of the message stored (InboundMessage.revision): a higher one replaces it.
+    Column("revision", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("source", "external_id"),
     Index(None, "channel", "external_id"),
     Index(None, "channel", "sender_id", "received_at"),
