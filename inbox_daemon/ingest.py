@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Final
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .config import Settings, SourceSettings
@@ -19,6 +23,10 @@ from .storage.batch import BatchOutcome, BatchPlan, SenderLimits, commit_batch
 from .storage.repository import acquire_lease, load_cursor, release_lease
 
 logger = logging.getLogger(__name__)
+
+#: A lease is renewed this many times per ``lease_ttl_s`` while its source is polled, so a
+#: renewal or two may be late (a busy loop, a slow database) before the lease lapses.
+_LEASE_RENEWALS_PER_TTL: Final = 3
 
 
 def utcnow() -> datetime:
@@ -72,6 +80,7 @@ class SourceRunner:
         self._settings = settings
         self._owner = owner
         self._open = False
+        self._holding = False
 
     def use(self, triage: Triage, index: DedupeIndex, settings: Settings) -> None:
         """Triage the next batches with reloaded rules and settings (this source's own stay)."""
@@ -85,22 +94,70 @@ class SourceRunner:
             PermanentError: the source cannot be read until an operator acts.
         """
         report = PollReport()
-        ttl_s = self._settings.service.lease_ttl_s
-        if not await acquire_lease(
-            self._engine, self.source.name, self._owner, ttl_s=ttl_s, now=utcnow()
-        ):
+        if not await self._take_lease():
+            self._holding = False
             report.lease_held = False
             return report
+        if not self._holding:  # operators see which replica polls a source, and since when
+            self._holding = True
+            logger.info(
+                "lease taken",
+                extra={"source": self.source.name, "stage": "lease", "owner": self._owner},
+            )
         try:
-            await self._ensure_open()
-            while await self._one_batch(report):
-                await acquire_lease(
-                    self._engine, self.source.name, self._owner, ttl_s=ttl_s, now=utcnow()
-                )
+            async with self._lease_renewed():
+                await self._ensure_open()
+                while await self._one_batch(report):
+                    pass
         except BaseException:
             await self.close()
             raise
         return report
+
+    async def _take_lease(self) -> bool:
+        return await acquire_lease(
+            self._engine,
+            self.source.name,
+            self._owner,
+            ttl_s=self._settings.service.lease_ttl_s,
+            now=utcnow(),
+        )
+
+    @contextlib.asynccontextmanager
+    async def _lease_renewed(self) -> AsyncIterator[None]:
+        """Renew the lease in the background while the poll runs.
+
+        Renewing only between batches would let one batch slower than ``lease_ttl_s`` (a slow
+        server, a connection made under load) hand the source to another replica midway; the
+        batch then fails to commit, and replicas can take the source from each other forever.
+        """
+        stop = asyncio.Event()
+        renewing = asyncio.create_task(self._renew_lease_until(stop))
+        try:
+            yield
+        finally:
+            stop.set()  # not cancelled: a renewal in flight finishes its transaction
+            await renewing
+
+    async def _renew_lease_until(self, stop: asyncio.Event) -> None:
+        interval_s = self._settings.service.lease_ttl_s / _LEASE_RENEWALS_PER_TTL
+        while not await _set_within(stop, interval_s):
+            try:
+                held = await self._take_lease()
+            except (OSError, SQLAlchemyError) as exc:  # the commit's lease check still guards
+                logger.warning(
+                    "lease renewal failed (%s); trying again",
+                    type(exc).__name__,
+                    extra={"source": self.source.name, "stage": "lease"},
+                )
+                continue
+            if not held:
+                self._holding = False
+                logger.warning(
+                    "lease lost to another replica; the batch in hand will not commit",
+                    extra={"source": self.source.name, "stage": "lease"},
+                )
+                return
 
     async def close(self) -> None:
         """Close the adapter's connection; the next poll reconnects."""
@@ -112,6 +169,7 @@ class SourceRunner:
         """Close, and give up the lease so another process may poll the source at once."""
         await self.close()
         await release_lease(self._engine, self.source.name, self._owner)
+        self._holding = False
 
     async def _ensure_open(self) -> None:
         if not self._open:
@@ -211,3 +269,13 @@ class SourceRunner:
     def _own_addresses(self) -> frozenset[str]:
         configured = {address.lower() for address in self._settings.replies.own_addresses}
         return frozenset(configured | self.adapter.own_addresses())
+
+
+async def _set_within(event: asyncio.Event, timeout_s: float) -> bool:
+    """Whether ``event`` is set within ``timeout_s`` seconds."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -29,22 +29,13 @@ from .pipeline.triage import Triage, load_triage
 from .registry import adapter_plugin
 from .storage.engine import create_engine, database_url
 from .storage.migrate import ensure_migrated
-from .storage.repository import (
-    recent_records,
-    record_poll,
-    recover_interrupted_sends,
-    register_sources,
-)
+from .storage.repository import recent_records, record_poll, register_sources
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 _MAX_ERROR_CHARS = 500
-
-#: Channels whose replies may be sent again after a crash left them ``sending``: a repeated
-#: e-mail carries the same Message-ID, so the recipient's client shows it once.
-RESENDABLE_CHANNELS = ("email",)
 
 
 def backoff_delay_s(failures: int, settings: ServiceSettings, error: BaseException) -> float:
@@ -148,7 +139,6 @@ class Daemon:
         await register_sources(
             engine, [(name, r.source.kind) for name, r in daemon.runners.items()]
         )
-        await recover_interrupted_sends(engine, resend_channels=RESENDABLE_CHANNELS)
         return daemon
 
     def _runner(self, source: SourceSettings) -> SourceRunner:
@@ -165,7 +155,12 @@ class Daemon:
 
     def _outbox(self) -> OutboxSender:
         adapters = {name: runner.adapter for name, runner in self.runners.items()}
-        return OutboxSender(self.engine, adapters, self.settings.outbox)
+        return OutboxSender(
+            self.engine,
+            adapters,
+            self.settings.outbox,
+            claim_ttl_s=self.settings.service.lease_ttl_s,
+        )
 
     async def close(self) -> None:
         """Close every source and give up its lease."""

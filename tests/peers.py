@@ -213,3 +213,32 @@ class XOAuth2Peer(_LoopbackPeer):
         await writer.drain()
         self.challenge_answers.append(await reader.readline())
         return b" NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)"
+
+
+class SlowProxy(_LoopbackPeer):
+    """Forwards to ``upstream`` and holds each piece of the server's answer for ``delay_s``.
+
+    A slow server (or a slow network) in front of a real one: what holds a lease or a claim
+    while talking to it must renew it in time.
+    """
+
+    def __init__(self, upstream_host: str, upstream_port: int, *, delay_s: float) -> None:
+        super().__init__()
+        self._upstream = (upstream_host, upstream_port)
+        self._delay_s = delay_s
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self._upstream)
+        self.track(upstream_writer)
+        upload = asyncio.create_task(_pump(reader, upstream_writer))
+        try:
+            while chunk := await upstream_reader.read(65536):
+                await asyncio.sleep(self._delay_s)
+                writer.write(chunk)
+                await writer.drain()
+        finally:
+            upload.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await upload
+            upstream_writer.close()
+            self._writers.discard(upstream_writer)

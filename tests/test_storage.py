@@ -59,6 +59,12 @@ async def count(engine: AsyncEngine, table) -> int:
         return (await conn.scalar(select(func.count()).select_from(table))) or 0
 
 
+async def claim(engine: AsyncEngine, *, now=NOW, limit=10):
+    return await claim_due_replies(
+        engine, now=now, limit=limit, sources_served=["support-mail"], claim_ttl_s=60
+    )
+
+
 async def leased(engine: AsyncEngine, source: str = "support-mail") -> None:
     assert await acquire_lease(engine, source, OWNER, ttl_s=60, now=NOW)
 
@@ -222,12 +228,7 @@ async def test_concurrent_claims_never_share_a_reply(engine: AsyncEngine) -> Non
         for i in range(20)
     ]
     await commit_batch(engine, plan(records), now=NOW)
-    claims = await asyncio.gather(
-        *[
-            claim_due_replies(engine, now=NOW, limit=7, sources_served=["support-mail"])
-            for _ in range(4)
-        ]
-    )
+    claims = await asyncio.gather(*[claim(engine, limit=7) for _ in range(4)])
     keys = [claimed.reply.idempotency_key for batch in claims for claimed in batch]
     assert len(keys) == 20
     assert len(set(keys)) == 20
@@ -237,7 +238,7 @@ async def test_reply_outcomes_are_stored(engine: AsyncEngine) -> None:
     await leased(engine)
     records = [record(message(f"o{i}@example.net", thread_key=f"o{i}")) for i in range(3)]
     await commit_batch(engine, plan(records), now=NOW)
-    claimed = await claim_due_replies(engine, now=NOW, limit=10, sources_served=["support-mail"])
+    claimed = await claim(engine)
     results = [
         SendResult.sent("<ack-1@example.com>"),
         SendResult.retry("451 busy"),
@@ -249,10 +250,8 @@ async def test_reply_outcomes_are_stored(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         states = sorted((await conn.execute(select(outbox.c.state, outbox.c.last_error))).all())
     assert states == [("failed", "550 no such user"), ("retry", "451 busy"), ("sent", None)]
-    assert await claim_due_replies(engine, now=NOW, limit=10, sources_served=["support-mail"]) == []
-    due = await claim_due_replies(
-        engine, now=NOW + timedelta(minutes=2), limit=10, sources_served=["support-mail"]
-    )
+    assert await claim(engine) == []
+    due = await claim(engine, now=NOW + timedelta(minutes=2))
     assert [item.attempt for item in due] == [2]
 
 
@@ -281,7 +280,7 @@ async def test_interrupted_email_sends_are_retried_others_become_unknown(
             )
         )
         await conn.execute(outbox.update().values(state="sending"))
-    assert await recover_interrupted_sends(engine, resend_channels=["email"]) == 1
+    assert await recover_interrupted_sends(engine, resend_channels=["email"], now=NOW) == 1
     async with engine.connect() as conn:
         states = dict((await conn.execute(select(outbox.c.channel, outbox.c.state))).all())
     assert states == {"email": "retry", "twitter": "unknown"}

@@ -126,12 +126,19 @@ class ClaimedReply:
 
 
 async def claim_due_replies(
-    engine: AsyncEngine, *, now: datetime, limit: int, sources_served: Sequence[str]
+    engine: AsyncEngine,
+    *,
+    now: datetime,
+    limit: int,
+    sources_served: Sequence[str],
+    claim_ttl_s: float,
 ) -> list[ClaimedReply]:
     """Mark up to ``limit`` due outbox rows ``sending`` and return them.
 
     The row is committed as ``sending`` before delivery is attempted: sending is at most once
-    per row (an e-mail left ``sending`` by a crash is retried with the same Message-ID).
+    per row. The claim lasts ``claim_ttl_s`` (a ``sending`` row's ``next_attempt_at`` is when
+    it lapses) unless :func:`renew_reply_claims` extends it; a claim that lapses was left by
+    a replica that died, and :func:`recover_interrupted_sends` takes the row back.
     """
     due = and_(
         outbox.c.state.in_(("pending", "retry")),
@@ -145,7 +152,11 @@ async def claim_due_replies(
         claimed = await conn.execute(
             update(outbox)
             .where(outbox.c.id.in_(ids.scalar_subquery()), due)
-            .values(state="sending", attempts=outbox.c.attempts + 1)
+            .values(
+                state="sending",
+                attempts=outbox.c.attempts + 1,
+                next_attempt_at=now + timedelta(seconds=claim_ttl_s),
+            )
             .returning(
                 outbox.c.id, outbox.c.channel, outbox.c.payload, outbox.c.source, outbox.c.attempts
             )
@@ -155,6 +166,33 @@ async def claim_due_replies(
         ClaimedReply(outbound_reply(row.id, row.channel, row.payload), row.source, row.attempts)
         for row in rows
     ]
+
+
+async def renew_reply_claims(
+    engine: AsyncEngine, claimed: Sequence[ClaimedReply], *, until: datetime
+) -> set[str]:
+    """Extend to ``until`` each claim in ``claimed`` that is still the caller's.
+
+    A claim is still the caller's while its row is ``sending`` at the attempt it was claimed
+    with; once it lapsed and another replica claimed the row again, the attempt differs.
+    Returns the idempotency keys of the claims kept.
+    """
+    if not claimed:
+        return set()
+    ours = or_(
+        *(
+            and_(outbox.c.id == int(item.reply.idempotency_key), outbox.c.attempts == item.attempt)
+            for item in claimed
+        )
+    )
+    async with engine.begin() as conn:
+        kept = await conn.execute(
+            update(outbox)
+            .where(outbox.c.state == "sending", ours)
+            .values(next_attempt_at=until)
+            .returning(outbox.c.id)
+        )
+        return {str(row_id) for row_id in kept.scalars().all()}
 
 
 async def finish_reply(
@@ -183,17 +221,23 @@ async def finish_reply(
         )
 
 
-async def recover_interrupted_sends(engine: AsyncEngine, *, resend_channels: Sequence[str]) -> int:
-    """After a crash: rows left ``sending`` are retried on ``resend_channels``, else ``unknown``."""
+async def recover_interrupted_sends(
+    engine: AsyncEngine, *, resend_channels: Sequence[str], now: datetime
+) -> int:
+    """Take back rows whose claim lapsed while ``sending``: the replica sending them died.
+
+    Those on ``resend_channels`` are retried at once; the others become ``unknown``. A row
+    whose claim has not lapsed is left alone: a live replica (this one or another) may be
+    sending it right now. Returns how many rows are retried.
+    """
+    lapsed = and_(outbox.c.state == "sending", outbox.c.next_attempt_at <= now)
     async with engine.begin() as conn:
         retried = await conn.execute(
             update(outbox)
-            .where(outbox.c.state == "sending", outbox.c.channel.in_(list(resend_channels)))
+            .where(lapsed, outbox.c.channel.in_(list(resend_channels)))
             .values(state="retry")
         )
-        await conn.execute(
-            update(outbox).where(outbox.c.state == "sending").values(state="unknown")
-        )
+        await conn.execute(update(outbox).where(lapsed).values(state="unknown"))
     return retried.rowcount
 
 
