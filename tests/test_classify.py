@@ -23,6 +23,7 @@ from inbox_daemon.evaluation import message_from_line
 from inbox_daemon.interfaces import Classification, Identity
 from inbox_daemon.pipeline.classify import (
     QuantityReader,
+    QuantitySpec,
     RulesClassifier,
     RulesFile,
     load_rules,
@@ -399,7 +400,8 @@ CASES: dict[str, list[Case]] = {
         Case("zh-cn", "telegram", "P2", "", "提现USDT等了一个多小时还没到，是什么原因？"),
         Case("zh-cn", "email", "P2", "转错链",
              "我把USDT从BSC链转到了你们的ERC20地址，转错链了，能找回吗？"),
-        Case("zh-cn", "telegram", "P2", "",
+        # Sent yesterday and still missing is missing since yesterday: a day overdue.
+        Case("zh-cn", "telegram", "P1", "",
              "昨天提了5000U到钱包，到现在都没收到，链上也查不到记录"),
         Case("zh-cn", "telegram", "P2", "", "提币显示已完成，但是钱包里没有收到，交易哈希查不到"),
         Case("zh-tw", "telegram", "P2", "", "入金台幣三個小時了還沒到帳，請問怎麼回事？"),
@@ -967,6 +969,14 @@ def reader() -> QuantityReader:
         ("充值了3个ETH", 9_000),
         ("2万USDT", 20_000),
         ("1.2 ETH and 15 USDT", 3_600),
+        # A full-width comma becomes "," when the text is normalised; it ends a clause.
+        ("入金三天還沒到,50万USDT", 500_000),
+        ("still pending.2 ETH", 6_000),
+        # Numbers in words count before a scale word.
+        ("前天晚上提了一万U到钱包", 10_000),
+        ("两万 USDT", 20_000),
+        ("三个比特币", 270_000),
+        ("ba triệu đồng", 120),
     ],
 )
 def test_largest_amount_is_read_in_many_notations(
@@ -991,7 +1001,9 @@ def test_largest_amount_is_read_in_many_notations(
         ("seit 4 Tagen", 96),
         ("takes up to 24 hours", None),
         ("24小时内到账", None),
-        ("since yesterday", None),
+        # "Yesterday" is a day when no number is quoted, and gives way to one that is.
+        ("since yesterday", 24),
+        ("sent yesterday at 23:05, nine hours later still processing", 9),
     ],
 )
 def test_longest_wait_counts_time_waited_not_limits(
@@ -999,6 +1011,103 @@ def test_longest_wait_counts_time_waited_not_limits(
 ) -> None:
     wait = reader.longest_wait(text)
     assert (wait.hours if wait else None) == hours
+
+
+def test_one_letter_unit_is_not_the_start_of_an_accented_word() -> None:
+    # "2 hôm" is two days in Vietnamese: its "h" is not the unit of "48h".
+    reader = QuantityReader(QuantitySpec(hour_units=("h",), day_units=("hôm", "day")))
+    two_days = reader.longest_wait("nạp 2 hôm rồi chưa về")
+    assert two_days is not None
+    assert (two_days.text, two_days.hours) == ("2 hôm", 48)
+    assert reader.longest_wait("đợi 3h rồi") == reader.longest_wait("đợi 3h")
+    assert reader.longest_wait("2 hôm") != reader.longest_wait("2 h")
+
+
+def test_short_currency_name_is_not_the_start_of_an_accented_word() -> None:
+    reader = QuantityReader(QuantitySpec(prices_usd={"USDT": 1}, currency_names={"u": "USDT"}))
+    assert reader.largest_amount("nạp 500u rồi") is not None
+    assert reader.largest_amount("5 uống") is None
+
+
+def test_scaling_word_that_names_a_currency_is_an_amount_on_its_own() -> None:
+    reader = QuantityReader(
+        QuantitySpec(
+            prices_usd={"IDR": 0.0001, "USDT": 1},
+            multipliers={"juta": 1_000_000},
+            implied_currency={"juta": "IDR"},
+        )
+    )
+    amount = reader.largest_amount("deposit via virtual account, nominal 25 juta, belum masuk")
+    assert amount is not None
+    assert (amount.text, amount.usd) == ("25 juta", pytest.approx(2_500))
+    usdt = reader.largest_amount("beli 2 juta USDT")
+    assert usdt is not None and usdt.usd == pytest.approx(2_000_000)
+    assert reader.largest_amount("25 jutaan") is None
+
+
+def test_implied_currency_must_have_a_price(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text('[quantities]\nimplied_currency = { juta = "IDR" }\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"implied_currency refer to symbols without a price"):
+        load_rules(path)
+
+
+def test_amount_in_a_forwarded_confirmation_counts_when_the_sender_quotes_none(
+    classifier: RulesClassifier,
+) -> None:
+    own = "The SEPA transfer left my bank 4 days ago and my EUR balance here is still 0."
+    forwarded = (
+        f"{own}\n\n-------- Forwarded Message --------\nSubject: Transfer executed\n"
+        "Your SEPA credit transfer of EUR 3,000.00 to EXCHANGE EU LTD has been executed."
+    )
+    mail = message(subject="Fwd: Transfer executed", text=own, full_text=forwarded, headers={})
+    labels = classifier.classify(mail, "en")
+    assert (labels.category, labels.priority) == ("deposit_withdrawal", "P1"), labels.reasons
+    assert "EUR 3,000.00" in labels.reasons[1]
+    small = message(
+        subject="Fwd: Transfer executed",
+        text=own.replace("The SEPA transfer", "The SEPA transfer of 200 EUR"),
+        full_text=forwarded.replace("The SEPA transfer", "The SEPA transfer of 200 EUR"),
+        headers={},
+    )
+    assert classifier.classify(small, "en").priority == "P2"
+
+
+def test_limit_word_after_a_duration_is_read_whole_however_long() -> None:
+    reader = QuantityReader(
+        QuantitySpec(hour_units=("saat",), not_elapsed_after=("içinde", "or less"))
+    )
+    assert reader.longest_wait("çekimler 24 saat içinde tamamlanır mı?") is None
+    assert reader.longest_wait("usually 24 saat or less") is None
+    waited = reader.longest_wait("30 saat oldu, içinde ne var bilmiyorum")
+    assert waited is not None and waited.hours == 30
+
+
+def test_unless_with_plus_stops_a_rule_only_when_all_its_terms_occur(tmp_path: Path) -> None:
+    rules = rules_file(
+        tmp_path,
+        '[terms.money]\nkeywords = ["withdrawal"]\n'
+        '[terms.late]\nkeywords = ["pending"]\n'
+        '[terms.kyc]\nkeywords = ["kyc"]\n'
+        '[terms.blocked]\nkeywords = ["blocked"]\n'
+        '[[rules]]\nname = "late"\ncategory = "deposit_withdrawal"\npriority = "P2"\n'
+        'requires = ["money", "late"]\nunless = ["kyc+blocked"]\n',
+    )
+    assert classify(rules, "withdrawal pending, kyc done").priority == "P2"
+    assert classify(rules, "withdrawal pending, blocked card").priority == "P2"
+    assert classify(rules, "withdrawal pending: blocked until kyc").category == "other"
+
+
+def test_unless_names_only_defined_terms_in_each_combination(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        '[terms.kyc]\nkeywords = ["kyc"]\n'
+        '[[rules]]\nname = "late"\ncategory = "kyc"\nkeywords = ["late"]\n'
+        'unless = ["kyc+blockd"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="unknown term 'blockd'"):
+        load_rules(path)
 
 
 # --- mail from robots ------------------------------------------------------------------------

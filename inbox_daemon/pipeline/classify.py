@@ -7,9 +7,12 @@ fires when all of its conditions hold:
 - one of its own ``keywords`` or ``patterns`` occurs in the subject or text (or one of its
   ``headers`` patterns matches an e-mail header line ``name: value``, or one of its
   ``senders`` patterns the sender's address or handle), when it has any;
-- every term it ``requires`` occurs (``"a|b"``: either term), and no term under ``unless``;
+- every term it ``requires`` occurs (``"a|b"``: either term), and no term under ``unless``
+  (``"a+b"``: not both terms together);
 - the largest amount quoted is worth at least ``min_usd`` and the longest wait quoted lasts at
-  least ``min_hours``, when it sets them (read by :class:`QuantityReader`).
+  least ``min_hours``, when it sets them (read by :class:`QuantityReader`). The amount is read
+  in the sender's own words, or, when they quote none, in what they quoted or forwarded (a
+  bank's transfer confirmation).
 
 Keywords are case-insensitive whole words or phrases; a trailing ``*`` lets the last word go on
 ("withdraw*" matches "withdrawals", "çekim*" matches "çekimim"). In Chinese, Japanese, Korean,
@@ -65,6 +68,10 @@ _MAX_TEXT_CHARS: Final = 6_000
 _EVIDENCE_CHARS: Final = 40
 # The rest of a unit word in a spaced script ("hour" -> "hours"), shown in reasons.
 _REST_OF_WORD: Final = f"[^\\W\\d_{UNSPACED}]*"
+# After a one- or two-letter Latin word ("h", "k", "u"): no further letter of a spaced script,
+# accented ones included, so the "h" of Vietnamese "hôm" (day) is not read as hours; a digit
+# or a Chinese, Japanese or Korean character may follow ("3h后").
+_SHORT_WORD_END: Final = f"(?![^\\W\\d_{UNSPACED}])"
 
 
 class TermSpec(FrozenModel):
@@ -120,6 +127,8 @@ class QuantitySpec(FrozenModel):
         prices_usd: rough USD value of one unit, by symbol (``BTC = 90000``).
         currency_names: other ways to write a symbol (``bitcoin``, ``€``, ``원``).
         multipliers: suffixes that scale a number (``k``, ``万``, ``juta``).
+        implied_currency: scaling words that name the currency on their own ("25 juta" is
+            rupiah, "50 triệu" is dong), by symbol.
         counters: words allowed between a number and its unit (``个``, ``개``).
         number_words: numbers written as words (``three``, ``trois``, ``三``).
         hour_units, day_units, week_units: unit words, matched as word starts ("hour"
@@ -132,6 +141,7 @@ class QuantitySpec(FrozenModel):
     prices_usd: Mapping[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     currency_names: Mapping[str, str] = Field(default_factory=dict)
     multipliers: Mapping[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    implied_currency: Mapping[str, str] = Field(default_factory=dict)
     counters: tuple[str, ...] = ()
     number_words: Mapping[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     hour_units: tuple[str, ...] = ()
@@ -143,9 +153,13 @@ class QuantitySpec(FrozenModel):
 
     @model_validator(mode="after")
     def _names_known_symbols(self) -> QuantitySpec:
-        unknown = sorted(set(self.currency_names.values()) - set(self.prices_usd))
-        if unknown:
-            raise ValueError(f"currency_names refer to symbols without a price: {unknown}")
+        for key, names in (
+            ("currency_names", self.currency_names),
+            ("implied_currency", self.implied_currency),
+        ):
+            unknown = sorted(set(names.values()) - set(self.prices_usd))
+            if unknown:
+                raise ValueError(f"{key} refer to symbols without a price: {unknown}")
         return self
 
 
@@ -184,26 +198,45 @@ class QuantityReader:
         self._multipliers = {fold(word): value for word, value in spec.multipliers.items()}
         self._words = {fold(word): value for word, value in spec.number_words.items()}
         self._amount = _amount_regex(spec)
+        self._implied = {
+            fold(word): symbol.upper() for word, symbol in spec.implied_currency.items()
+        }
+        self._implied_amount = _implied_amount_regex(spec)
         self._duration = _duration_regex(spec)
         self._over_a_day = Patterns(spec.over_a_day)
         before = _alternation(spec.not_elapsed_before)
         self._before = re.compile(rf"(?<!\w)(?:{before})\s*$", re.IGNORECASE) if before else None
-        self._after = tuple(fold(word) for word in spec.not_elapsed_after)
+        after = _alternation(spec.not_elapsed_after)
+        self._after = re.compile(rf"\s*(?:{after})", re.IGNORECASE) if after else None
 
     def largest_amount(self, text: str) -> Amount | None:
         """The quoted amount worth the most in USD, or ``None`` when none has a known unit."""
-        best: Amount | None = None
+        amounts = [*self._with_unit(text), *self._with_implied_unit(text)]
+        return max(amounts, key=lambda amount: amount.usd, default=None)
+
+    def _with_unit(self, text: str) -> Iterator[Amount]:
+        """Amounts that name their currency or coin ("1.5 BTC", "€500", "一万U")."""
         for match in self._amount.finditer(text) if self._amount else ():
-            number = _number(match["n1"] or match["n2"])
+            number = self._value(match["n1"] or match["n2"])
             unit = fold(match["c1"] or match["c2"])
             symbol = self._names.get(unit, unit.upper())
             if number is None or symbol not in self._prices:
                 continue
             scale = self._multipliers.get(fold(match["m1"] or match["m2"] or ""), 1.0)
-            amount = Amount(match[0].strip(), number * scale * self._prices[symbol])
-            if best is None or amount.usd > best.usd:
-                best = amount
-        return best
+            yield Amount(match[0].strip(), number * scale * self._prices[symbol])
+
+    def _with_implied_unit(self, text: str) -> Iterator[Amount]:
+        """Amounts whose scaling word names the currency ("25 juta" rupiah)."""
+        for match in self._implied_amount.finditer(text) if self._implied_amount else ():
+            number = self._value(match["n"])
+            word = fold(match["w"])
+            if number is not None:
+                price = self._prices[self._implied[word]]
+                yield Amount(match[0].strip(), number * self._multipliers.get(word, 1.0) * price)
+
+    def _value(self, raw: str) -> float | None:
+        """A number written in digits ("1,500") or as a word ("两")."""
+        return _number(raw) or self._words.get(fold(raw))
 
     def longest_wait(self, text: str, scripts: frozenset[str] = frozenset()) -> Wait | None:
         """The longest time already waited that the text quotes, or ``None``."""
@@ -211,7 +244,7 @@ class QuantityReader:
         for match in self._duration.finditer(text) if self._duration else ():
             if self._not_elapsed(text, match.start(), match.end()):
                 continue
-            count = _number(match["q"]) or self._words.get(fold(match["q"]))
+            count = self._value(match["q"])
             unit_h = 1.0 if match["h"] else 24.0 if match["d"] else 168.0
             if count is not None and (best is None or count * unit_h > best.hours):
                 best = Wait(match[0].strip(), count * unit_h)
@@ -222,8 +255,8 @@ class QuantityReader:
     def _not_elapsed(self, text: str, start: int, end: int) -> bool:
         if self._before and self._before.search(text, max(0, start - 16), start):
             return True
-        after = fold(text[end : end + 4]).lstrip()
-        return any(after.startswith(word) for word in self._after)
+        # The word after may be of any length ("24 saat içinde"): it is matched, not sliced.
+        return bool(self._after and self._after.match(text, end))
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +274,8 @@ class _CompiledRule:
     headers: re.Pattern[str] | None
     senders: re.Pattern[str] | None
     requires: tuple[tuple[str, ...], ...]
+    #: Combinations of terms that stop the rule, each when all its terms occur.
+    unless: tuple[tuple[str, ...], ...]
     #: Required alternatives told by keywords alone: without one of each, the rule cannot fire.
     gates: tuple[frozenset[str], ...]
 
@@ -258,6 +293,7 @@ class _View:
     __slots__ = (
         "_amount",
         "_found",
+        "_quoted",
         "_reader",
         "_wait",
         "headers",
@@ -274,6 +310,8 @@ class _View:
             f"{name.lower()}: {value}" for name, value in message.headers.items()
         )
         self.sender = message.sender.handle or message.sender.id
+        #: What the sender quoted or forwarded, when the visible text leaves it out.
+        self._quoted = message.full_text if message.full_text != message.text else ""
         found = index.search(self.text.lower())
         #: The owners whose keywords occur in the text.
         self.keywords = found.keys()
@@ -289,9 +327,16 @@ class _View:
         return self._found[matcher.owner]
 
     def amount(self) -> Amount | None:
-        """The largest amount quoted (computed once)."""
+        """The largest amount in the sender's words, else in what they quoted (computed once).
+
+        A forwarded bank confirmation or an earlier mail of the thread may hold the only
+        amount: the own words come first, so an older figure never outbids them.
+        """
         if self._amount is False:
             self._amount = self._reader.largest_amount(self.text)
+            if self._amount is None and self._quoted:
+                quoted = normalised(self._quoted[:_MAX_TEXT_CHARS])
+                self._amount = self._reader.largest_amount(quoted)
         return self._amount
 
     def wait(self) -> Wait | None:
@@ -354,7 +399,9 @@ class RulesClassifier:
         own = _own_match(rule, view)
         if own is False:
             return None
-        if any(view.find(self._terms[name]) is not None for name in rule.spec.unless):
+        if any(
+            all(view.find(self._terms[name]) is not None for name in names) for names in rule.unless
+        ):
             return None
         detail = _quantity_detail(rule.spec, view)
         if detail is None:
@@ -422,7 +469,8 @@ def _compile_rule(
 ) -> _CompiledRule:
     key = f"rules[{index}] (rule {spec.name!r})"
     requires = tuple(tuple(part.strip() for part in entry.split("|")) for entry in spec.requires)
-    named = [name for names in requires for name in names] + list(spec.unless)
+    unless = tuple(tuple(part.strip() for part in entry.split("+")) for entry in spec.unless)
+    named = [name for names in (*requires, *unless) for name in names]
     unknown = [name for name in named if name not in terms]
     if unknown:
         raise ConfigError(
@@ -440,7 +488,7 @@ def _compile_rule(
         for names in requires
         if not any(terms[name].patterns for name in names)
     )
-    return _CompiledRule(spec, own if has_own else None, headers, senders, requires, gates)
+    return _CompiledRule(spec, own if has_own else None, headers, senders, requires, unless, gates)
 
 
 def _own_match(rule: _CompiledRule, view: _View) -> str | Literal[False] | None:
@@ -506,24 +554,25 @@ def _alternation(words: Iterable[str]) -> str:
     for word in sorted({normalised(word) for word in words}, key=len, reverse=True):
         escaped = re.escape(word)
         short_latin = word.isascii() and word.isalpha() and len(word) <= 2
-        parts.append(rf"{escaped}(?![a-z])" if short_latin else escaped)
+        parts.append(escaped + _SHORT_WORD_END if short_latin else escaped)
     return "|".join(parts)
 
 
 # Every repeat is bounded: a run of "1,000,1,000,…" must not make the search quadratic.
 _NUMBER: Final = r"\d{1,3}(?:[,.' \u00a0\u202f]\d{3}){1,5}(?:[.,]\d{1,8})?|\d{1,12}(?:[.,]\d{1,8})?"
-# A number does not start inside a Latin or Cyrillic word ("TRC20", "v2"), but may follow
-# Chinese, Japanese or Korean text directly ("充值了3个ETH", "已经两天").
-_NOT_AFTER_WORD: Final = r"(?<![0-9A-Za-z\u00c0-\u024f\u0400-\u04ff.,])"
+# A number does not start inside a Latin or Cyrillic word ("TRC20", "v2") or another number
+# ("1,000"), but may follow Chinese, Japanese or Korean text directly ("充值了3个ETH", "已经两天")
+# and a comma or full stop that ends a clause (a full-width comma is "," once normalised).
+_NOT_AFTER_WORD: Final = r"(?<![0-9A-Za-z\u00c0-\u024f\u0400-\u04ff])(?<!\d[.,])"
 
 
 def _amount_regex(spec: QuantitySpec) -> re.Pattern[str] | None:
-    """Amounts written "1.5 BTC", "2k $DOGE", "€500" or "BTC 1.5개"."""
+    """Amounts written "1.5 BTC", "2k $DOGE", "€500", "BTC 1.5개" or "一万U"."""
     names = [*spec.prices_usd, *spec.currency_names]
     if not names:
         return None
     currency = "|".join(
-        rf"{re.escape(name)}(?![a-z])" if name.isascii() and name.isalnum() else re.escape(name)
+        re.escape(name) + _SHORT_WORD_END if name.isascii() and name.isalnum() else re.escape(name)
         for name in sorted({normalised(name) for name in names}, key=len, reverse=True)
     )
     scale = _alternation(spec.multipliers)
@@ -531,9 +580,28 @@ def _amount_regex(spec: QuantitySpec) -> re.Pattern[str] | None:
     scale1 = rf"(?:\s?(?P<m1>{scale}))?" if scale else "(?P<m1>)"
     scale2 = rf"(?:\s?(?P<m2>{scale}))?" if scale else "(?P<m2>)"
     counted = rf"(?:{counter})?" if counter else ""
-    forward = rf"{_NOT_AFTER_WORD}(?P<n1>{_NUMBER}){scale1}\s*{counted}\s*\$?(?P<c1>{currency})"
+    # A number word counts only before a scale or a counter ("一万U", "三个比特币"): "few" alone
+    # before a coin is not an amount anyone quotes.
+    words = _alternation(spec.number_words)
+    follows = "|".join(part for part in (scale, counter) if part)
+    worded = rf"|(?:{words})(?=\s?(?:{follows}))" if words and follows else ""
+    forward = (
+        rf"{_NOT_AFTER_WORD}(?P<n1>{_NUMBER}{worded}){scale1}\s*{counted}\s*\$?(?P<c1>{currency})"
+    )
     backward = rf"(?<![a-z])(?P<c2>{currency})\s*(?P<n2>{_NUMBER}){scale2}"
     return re.compile(rf"{forward}|{backward}", re.IGNORECASE)
+
+
+def _implied_amount_regex(spec: QuantitySpec) -> re.Pattern[str] | None:
+    """Amounts written with a scaling word that names the currency: "25 juta", "50 triệu"."""
+    implied = _alternation(spec.implied_currency)
+    if not implied:
+        return None
+    words = _alternation(spec.number_words)
+    number = rf"{_NUMBER}|{words}" if words else _NUMBER
+    return re.compile(
+        rf"{_NOT_AFTER_WORD}(?P<n>{number})\s?(?P<w>{implied}){_SHORT_WORD_END}", re.IGNORECASE
+    )
 
 
 def _duration_regex(spec: QuantitySpec) -> re.Pattern[str] | None:
