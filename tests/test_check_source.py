@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 from telethon.tl import types
 
 from inbox_daemon.cli import EXIT_CONFIG, EXIT_OK, run_cli
-from inbox_daemon.config import load_settings
 from inbox_daemon.loopback.imap import LoopbackImapServer
-from inbox_daemon.scheduler import Daemon
+from tests.daemon import run_once
 from tests.telegram_server import FakeTelegram
 
 pytestmark = pytest.mark.timeout(90)
@@ -23,10 +21,8 @@ MAIL = (
 )
 
 
-async def run_once(path: Path) -> dict[str, int]:
-    async with AsyncExitStack() as stack:
-        daemon = await Daemon.open(load_settings(path), stack)
-        report = await daemon.run_once()
+async def stored_by_source(path: Path) -> dict[str, int]:
+    report = await run_once(path)
     assert report.errors == {}
     return {name: poll.stored for name, poll in report.polls.items()}
 
@@ -61,7 +57,7 @@ timeout_s = 10
             assert "private words" not in out
         assert not (tmp_path / "inbox.db").exists()
         assert await run_cli(["migrate", "--config", str(path)]) == EXIT_OK
-        assert await run_once(path) == {"support-mail": 1}
+        assert await stored_by_source(path) == {"support-mail": 1}
 
 
 async def test_check_source_reads_a_telegram_bot_after_its_stored_cursor(
@@ -90,14 +86,14 @@ timeout_s = 5
             encoding="utf-8",
         )
         assert await run_cli(["migrate", "--config", str(path)]) == EXIT_OK
-        assert await run_once(path) == {"tg-bot": 0}  # takes the update state
+        assert await stored_by_source(path) == {"tg-bot": 0}  # takes the update state
         telegram.world.post(types.PeerUser(501), "my withdrawal is stuck")
         capsys.readouterr()
         assert await run_cli(["check-source", "tg-bot", "--config", str(path)]) == EXIT_OK
         out = capsys.readouterr().out
         assert "connected and logged in" in out and "the stored cursor" in out
         assert "501@777:1" in out and "from @alice_w" in out and "withdrawal" not in out
-        assert await run_once(path) == {"tg-bot": 1}  # the check stored nothing
+        assert await stored_by_source(path) == {"tg-bot": 1}  # the check stored nothing
 
 
 async def test_check_source_names_the_configured_sources_when_the_name_is_wrong(

@@ -16,11 +16,10 @@ from inbox_daemon.cli import run_cli
 from inbox_daemon.config import load_settings
 from inbox_daemon.loopback.imap import LoopbackImapServer
 from inbox_daemon.loopback.smtp import LoopbackSmtpServer
-from inbox_daemon.scheduler import Daemon, RunReport
-from inbox_daemon.storage.engine import create_engine, database_url
-from inbox_daemon.storage.migrate import upgrade
+from inbox_daemon.scheduler import Daemon
 from inbox_daemon.storage.schema import dead_letters, feedback_records, outbox, queue_items
 from tests.conftest import CORPORA
+from tests.daemon import migrated_engine, run_once
 from tests.peers import CuttingProxy
 
 pytestmark = pytest.mark.timeout(120)
@@ -101,17 +100,8 @@ timeout_s = 5
 
 @pytest.fixture
 async def engine(config_path: Path) -> AsyncIterator[AsyncEngine]:
-    settings = load_settings(config_path)
-    engine = create_engine(database_url(settings.storage.url, settings.config_dir))
-    await upgrade(engine)
-    yield engine
-    await engine.dispose()
-
-
-async def run_once(config_path: Path) -> RunReport:
-    async with AsyncExitStack() as stack:
-        daemon = await Daemon.open(load_settings(config_path), stack)
-        return await daemon.run_once()
+    async with migrated_engine(config_path) as engine:
+        yield engine
 
 
 async def rows(engine: AsyncEngine, table) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,7 @@ from inbox_daemon.errors import ConfigError, PermanentError, RetryableError
 from inbox_daemon.interfaces import Batch, FailedMessage, Identity, OutboundReply
 from inbox_daemon.pipeline.normalise import clean_text
 from inbox_daemon.queue import show_item
-from inbox_daemon.scheduler import Daemon, RunReport, backoff_delay_s
-from inbox_daemon.storage.engine import create_engine, database_url
-from inbox_daemon.storage.migrate import upgrade
+from inbox_daemon.scheduler import backoff_delay_s
 from inbox_daemon.storage.schema import dead_letters, feedback_records, outbox
 from inbox_telegram.adapter import TelegramAdapter
 from inbox_telegram.cursor import BotCursor, UserCursor
@@ -37,6 +34,7 @@ from inbox_telegram.normalise import Peers, to_message
 from inbox_telegram.send import random_id_for
 from inbox_telegram.settings import TelegramSourceSettings
 from inbox_telegram.updates import Converter, Scope
+from tests.daemon import migrated_engine, run_once
 from tests.telegram_export import exported_chats, flatten
 from tests.telegram_server import FakeTelegram
 
@@ -646,17 +644,8 @@ timeout_s = 5
 
 @pytest.fixture
 async def engine(config_path: Path) -> AsyncIterator[AsyncEngine]:
-    settings = load_settings(config_path)
-    engine = create_engine(database_url(settings.storage.url, settings.config_dir))
-    await upgrade(engine)
-    yield engine
-    await engine.dispose()
-
-
-async def run_once(config_path: Path) -> RunReport:
-    async with AsyncExitStack() as stack:
-        daemon = await Daemon.open(load_settings(config_path), stack)
-        return await daemon.run_once()
+    async with migrated_engine(config_path) as engine:
+        yield engine
 
 
 async def test_the_daemon_stores_acknowledges_in_private_and_publicly_and_applies_edits(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,12 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from inbox_daemon.cli import run_cli
-from inbox_daemon.config import load_settings
 from inbox_daemon.loopback.x_api import Canned, LoopbackXApi, XUser
-from inbox_daemon.scheduler import Daemon, RunReport
-from inbox_daemon.storage.engine import create_engine, database_url
-from inbox_daemon.storage.migrate import upgrade
 from inbox_daemon.storage.schema import dead_letters, feedback_records
+from tests.daemon import migrated_engine, run_once
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -71,17 +67,8 @@ searches = [{{ name = "brand", query = "\\"Example Exchange\\" -is:retweet" }}]
 
 @pytest.fixture
 async def engine(config_path: Path) -> AsyncIterator[AsyncEngine]:
-    settings = load_settings(config_path)
-    engine = create_engine(database_url(settings.storage.url, settings.config_dir))
-    await upgrade(engine)
-    yield engine
-    await engine.dispose()
-
-
-async def run_once(config_path: Path) -> RunReport:
-    async with AsyncExitStack() as stack:
-        daemon = await Daemon.open(load_settings(config_path), stack)
-        return await daemon.run_once()
+    async with migrated_engine(config_path) as engine:
+        yield engine
 
 
 async def records(engine: AsyncEngine) -> dict[str, dict[str, object]]:
