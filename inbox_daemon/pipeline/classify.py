@@ -67,11 +67,11 @@ _MAX_TEXT_CHARS: Final = 6_000
 # Evidence quoted in a reason is cut to this length: enough to recognise, short in a queue.
 _EVIDENCE_CHARS: Final = 40
 # The rest of a unit word in a spaced script ("hour" -> "hours"), shown in reasons.
-_REST_OF_WORD: Final = f"[^\\W\\d_{UNSPACED}]*"
+_REST_OF_WORD: Final = f"(?-i:[^\\W\\d_{UNSPACED}]*)"
 # After a one- or two-letter Latin word ("h", "k", "u"): no further letter of a spaced script,
 # accented ones included, so the "h" of Vietnamese "hôm" (day) is not read as hours; a digit
 # or a Chinese, Japanese or Korean character may follow ("3h后").
-_SHORT_WORD_END: Final = f"(?![^\\W\\d_{UNSPACED}])"
+_SHORT_WORD_END: Final = f"(?-i:(?![^\\W\\d_{UNSPACED}]))"
 
 
 class TermSpec(FrozenModel):
@@ -266,6 +266,14 @@ class _Matcher:
     owner: str
     patterns: Patterns
 
+    @property
+    def signals(self) -> frozenset[str] | None:
+        """What the text must hold for this to match: its keywords (found under the owner's
+        name) or a literal its regexes need; ``None`` when a regex needs no literal."""
+        if not self.patterns.complete:
+            return None
+        return self.patterns.literals | {self.owner}
+
 
 @dataclass(frozen=True, slots=True)
 class _CompiledRule:
@@ -276,7 +284,8 @@ class _CompiledRule:
     requires: tuple[tuple[str, ...], ...]
     #: Combinations of terms that stop the rule, each when all its terms occur.
     unless: tuple[tuple[str, ...], ...]
-    #: Required alternatives told by keywords alone: without one of each, the rule cannot fire.
+    #: What the text must hold for the rule to fire, as keyword owners and literals (see
+    #: :attr:`_Matcher.signals`): one of each set.
     gates: tuple[frozenset[str], ...]
 
 
@@ -298,6 +307,7 @@ class _View:
         "_wait",
         "headers",
         "keywords",
+        "literals",
         "scripts",
         "sender",
         "text",
@@ -314,7 +324,9 @@ class _View:
         self._quoted = message.full_text if message.full_text != message.text else ""
         found = index.search(self.text.lower())
         #: The owners whose keywords occur in the text.
-        self.keywords = found.keys()
+        self.keywords = frozenset(found)
+        #: The literals the patterns need that occur in the text.
+        self.literals = index.literals_in(self.text)
         self._found: dict[str, str | None] = dict(found)
         self._reader = reader
         self._amount: Amount | Literal[False] | None = False
@@ -323,7 +335,9 @@ class _View:
     def find(self, matcher: _Matcher) -> str | None:
         """What ``matcher``'s keywords or, failing those, its patterns found (cached)."""
         if matcher.owner not in self._found:
-            self._found[matcher.owner] = matcher.patterns.search(self.text, self.scripts)
+            self._found[matcher.owner] = matcher.patterns.search(
+                self.text, self.scripts, self.literals
+            )
         return self._found[matcher.owner]
 
     def amount(self) -> Amount | None:
@@ -358,7 +372,19 @@ class RulesClassifier:
         self._rules = tuple(
             _compile_rule(spec, index, path, self._terms) for index, spec in enumerate(rules.rules)
         )
-        self._index = PhraseIndex(_keywords(rules))
+        # Rules are looked at only when the text holds one of their first gate's signals.
+        self._ungated = frozenset(index for index, rule in enumerate(self._rules) if not rule.gates)
+        self._by_signal: dict[str, list[int]] = defaultdict(list)
+        for index, rule in enumerate(self._rules):
+            for signal in rule.gates[0] if rule.gates else ():
+                self._by_signal[signal].append(index)
+        self._index = PhraseIndex(
+            _keywords(rules),
+            patterns=[
+                *(term.patterns for term in self._terms.values()),
+                *(rule.own.patterns for rule in self._rules if rule.own is not None),
+            ],
+        )
         self._routing = rules.routing
         self._default_team = rules.default_team
 
@@ -369,7 +395,15 @@ class RulesClassifier:
         and a message mixing languages is matched in each.
         """
         view = _View(message, self._index, self._reader)
-        fired = [firing for rule in self._rules if (firing := self._fire(rule, view)) is not None]
+        signals = view.keywords | view.literals
+        candidates = set(self._ungated)
+        for signal in signals & self._by_signal.keys():
+            candidates.update(self._by_signal[signal])
+        fired = [
+            firing
+            for index in sorted(candidates)
+            if (firing := self._fire(self._rules[index], view, signals)) is not None
+        ]
         if not fired:
             return self._route("other", "P4", ("category other: no rule matched",))
         decisive = [firing for firing in fired if firing.rule.decisive]
@@ -385,9 +419,9 @@ class RulesClassifier:
             reasons.append("outranked: " + ", ".join(_label(firing) for firing in losers))
         return self._route(category, best.rule.priority, tuple(reasons))
 
-    def _fire(self, rule: _CompiledRule, view: _View) -> _Firing | None:
-        if any(gate.isdisjoint(view.keywords) for gate in rule.gates):
-            return None  # a required term is missing, as the keyword pass alone tells
+    def _fire(self, rule: _CompiledRule, view: _View, signals: frozenset[str]) -> _Firing | None:
+        if any(gate.isdisjoint(signals) for gate in rule.gates):
+            return None  # a required term is missing, as the keyword and literal pass tells
         evidence: list[str] = []
         for alternatives in rule.requires:
             found = next(
@@ -483,12 +517,20 @@ def _compile_rule(
     except ValueError as exc:
         raise ConfigError(str(exc), path=path, key=key) from exc
     has_own = bool(spec.keywords or spec.patterns)
-    gates = tuple(
-        frozenset(f"term:{name}" for name in names)
-        for names in requires
-        if not any(terms[name].patterns for name in names)
-    )
+    needed = [[terms[name] for name in names] for names in requires]
+    if has_own and headers is None and senders is None:
+        needed.append([own])
+    gates = tuple(gate for matchers in needed if (gate := _gate(matchers)) is not None)
     return _CompiledRule(spec, own if has_own else None, headers, senders, requires, unless, gates)
+
+
+def _gate(matchers: Sequence[_Matcher]) -> frozenset[str] | None:
+    """What the text must hold for one of ``matchers`` to match; ``None`` if unknowable.
+
+    Owners ("term:...", "rule:...") and literals share one namespace: no literal looks like one.
+    """
+    signals = [matcher.signals for matcher in matchers]
+    return frozenset().union(*(s for s in signals if s is not None)) if all(signals) else None
 
 
 def _own_match(rule: _CompiledRule, view: _View) -> str | Literal[False] | None:
@@ -571,9 +613,13 @@ def _amount_regex(spec: QuantitySpec) -> re.Pattern[str] | None:
     names = [*spec.prices_usd, *spec.currency_names]
     if not names:
         return None
+    # Letters-and-digits names ("BTC", "u") must end a word; the others may run on ("€5").
+    # One look-ahead after the whole alternation: a large class costs a compile each time.
+    ordered = sorted({normalised(name) for name in names}, key=len, reverse=True)
+    words = "|".join(re.escape(name) for name in ordered if name.isascii() and name.isalnum())
+    signs = "|".join(re.escape(name) for name in ordered if not (name.isascii() and name.isalnum()))
     currency = "|".join(
-        re.escape(name) + _SHORT_WORD_END if name.isascii() and name.isalnum() else re.escape(name)
-        for name in sorted({normalised(name) for name in names}, key=len, reverse=True)
+        part for part in (f"(?:{words}){_SHORT_WORD_END}" if words else "", signs) if part
     )
     scale = _alternation(spec.multipliers)
     counter = "|".join(re.escape(word) for word in spec.counters)

@@ -11,5 +11,6 @@ _ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 def new_reference() -> str:
     """A fresh random reference (40 bits: collisions are caught by a unique index)."""
-    chars = "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    bits = int.from_bytes(secrets.token_bytes(5))
+    chars = "".join(_ALPHABET[(bits >> shift) & 31] for shift in range(35, -1, -5))
     return f"FB-{chars[:4]}-{chars[4:]}"

@@ -91,26 +91,29 @@ class ReplyRules:
 
     own_handles: frozenset[str] = frozenset()
     withhold: tuple[WithholdRule, ...] = ()
-    #: Every rule's keywords, owned by the rule's name.
+    #: Every rule's keywords, owned by the rule's name, and the literals its patterns need.
     keywords: PhraseIndex = field(default_factory=lambda: PhraseIndex(()))
 
 
 class _Text:
     """A message's subject and text as the withhold rules read them (prepared once)."""
 
-    __slots__ = ("_found", "channel", "scripts", "text")
+    __slots__ = ("_found", "channel", "literals", "scripts", "text")
 
     def __init__(self, message: InboundMessage, rules: ReplyRules) -> None:
         self.channel = message.channel
         self.text = normalised(f"{message.subject}\n{message.text}"[:_MAX_TEXT_CHARS])
         self.scripts = scripts_of(self.text)
         self._found = rules.keywords.search(self.text.lower()) if rules.withhold else {}
+        self.literals = rules.keywords.literals_in(self.text) if rules.withhold else frozenset()
 
     def fires(self, rule: WithholdRule) -> bool:
         """True when ``rule`` applies to the message's channel and its text matches."""
         if rule.channels and self.channel not in rule.channels:
             return False
-        return rule.name in self._found or rule.patterns.search(self.text, self.scripts) is not None
+        return rule.name in self._found or (
+            rule.patterns.search(self.text, self.scripts, self.literals) is not None
+        )
 
 
 def load_reply_rules(path: Path) -> ReplyRules:
@@ -135,7 +138,8 @@ def load_reply_rules(path: Path) -> ReplyRules:
             raise ConfigError(f"rule {rule.name!r}: {exc}", path=str(path), key="withhold") from exc
         rules.append(WithholdRule(rule.name, rule.code, frozenset(rule.channels), patterns))
     keywords = PhraseIndex(
-        (keyword, rule.name) for rule in spec.withhold for keyword in rule.keywords
+        ((keyword, rule.name) for rule in spec.withhold for keyword in rule.keywords),
+        patterns=[rule.patterns for rule in rules],
     )
     handles = frozenset(handle.lower() for handle in spec.own_handles)
     return ReplyRules(handles, tuple(rules), keywords)
