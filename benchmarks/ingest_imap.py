@@ -2,35 +2,46 @@
 
 Run from the repository root::
 
-    python3 benchmarks/ingest_imap.py --messages 2000 [--batch-size 100]
-        [--pg-url postgresql://postgres@127.0.0.1:5432/postgres] [--profile]
+    python3 benchmarks/ingest_imap.py --messages 10000 [--batch-size 100]
+        [--server dovecot|pymap] [--pg-url postgresql://postgres@127.0.0.1:5432/postgres]
+        [--profile] [--no-delivery] [--sample 2000]
 
 What it does, in one run:
 
 1. builds N distinct mails from the corpora (``email-imap_tools/raw/**/*.eml`` and
-   ``config/demo/*.eml``, round robin in a seeded order). Every copy gets its own Message-ID
-   (In-Reply-To and References follow it), sender (``@`` becomes ``@c<N>.`` in every header
-   but To, Cc and Subject), Date (one mail every 30 s up to now) and, in each text part, a
-   first line with a reference of its own; numbers of five digits or more and addresses in
-   the text are renumbered per copy, so no copy quotes another's UID and none is a
-   duplicate of another: nothing is cached or deduplicated away (DESIGN.md, "Where the time
-   goes"). Mails without a text part (attachments only, empty bodies) differ in headers only;
-2. starts pymap (``LoopbackImapServer``, a child process) and loads the mailbox with
-   ``append_many`` (timed apart, not counted), and an aiosmtpd relay in a second child
-   process (this script with ``--serve-smtp``), so neither server's CPU is counted as ours;
-3. measures the raw fetch: ``ImapSession.fetch_bodies`` (aioimaplib ``UID FETCH
-   BODY.PEEK[]<0.n>`` of the whole folder, 100 UIDs a command), and the adapter's fetch
-   path (``fetch_folder`` batch by batch: SELECT, UID SEARCH, RFC822.SIZE, BODY.PEEK);
-4. measures parsing and triage in-process, without I/O (``parse_mail`` + ``to_message``,
-   then ``Triage.record``), to show where the CPU goes;
-5. runs the daemon end to end on a fresh SQLite database, and on a fresh PostgreSQL database
-   with ``--pg-url`` (created and dropped here): ``Daemon.open``, then the two halves of
-   ``run_once`` timed apart: ``poll_source`` (fetch, parse, triage, one transaction per
-   batch with records, queue items and outbox rows) and ``outbox.deliver_due`` (claim, render
-   as MIME, SMTP to the relay, mark sent);
-6. prints the end-to-end / raw-fetch ratio and the peak RSS; with ``--profile``, reruns the
-   SQLite case under cProfile and prints, for ingest and for delivery, the own time by
-   component and the top 15 functions by cumulative time, then the top 15 by own time.
+   ``config/demo/*.eml``, round robin in a seeded order), one at a time as they are loaded:
+   nothing holds all N. Every copy gets its own Message-ID (In-Reply-To and References
+   follow it), sender (``@`` becomes ``@c<N>.`` in every header but To, Cc and Subject),
+   Date (one mail every 30 s up to now) and, in each text part, a first line with a
+   reference of its own; numbers of five digits or more and addresses in the text are
+   renumbered per copy, so no copy quotes another's UID and none is a duplicate of another:
+   nothing is cached or deduplicated away (DESIGN.md, "Where the time goes"). Mails without
+   a text part (attachments only, empty bodies) differ in headers only;
+2. loads them (timed apart, not counted) into Dovecot when its binary is found (Debian's
+   ``dovecot-imapd``), else into pymap (``--server`` chooses). Dovecot runs as a child
+   process (``dovecot -F -c``) in a private configuration in a temporary directory (its own
+   dovecot.conf on a free loopback port, plain-text LOGIN, a passwd-file user, no SSL,
+   base_dir, state_dir and log in the directory), on a Maildir written file by file before
+   it starts; one pass reading every size then builds its index. pymap
+   (``LoopbackImapServer``, a child process) is loaded with APPEND. An aiosmtpd relay runs
+   in another child process (this script with ``--serve-smtp``);
+3. measures the raw fetch: aioimaplib ``UID FETCH BODY.PEEK[]<0.n>`` of the whole folder,
+   100 UIDs a command (``ImapSession.fetch_bodies``), nothing parsed or kept; and the
+   adapter's fetch path (``fetch_folder`` as one poll reads: one SELECT and UID SEARCH,
+   then RFC822.SIZE and BODY.PEEK per batch);
+4. measures parsing and triage in-process on the first ``--sample`` mails, without I/O
+   (``parse_mail`` + ``to_message``, then ``Triage.record``), to show where the CPU goes;
+5. runs the daemon end to end, each time in a child process of its own (this script with
+   ``--end-to-end``), whose peak RSS is the daemon's alone: on a fresh SQLite database, and
+   on a fresh PostgreSQL database with ``--pg-url`` (created and dropped here):
+   ``Daemon.open``, then the two halves of ``run_once`` timed apart: ``poll_source``
+   (ingest: fetch, parse, triage, one transaction per batch with records, queue items,
+   outbox rows and the cursor) and ``outbox.deliver_due`` (claim, render as MIME, SMTP to the
+   relay over one connection, mark sent; skipped with ``--no-delivery``);
+6. prints the ingest / raw-fetch ratio and the peak RSS of each process; with ``--profile``,
+   reruns the SQLite case under cProfile and prints, for ingest and for delivery, the own
+   time by component and the top 15 functions by cumulative time, then the top 15 by own
+   time (the parsing worker's time is not in it: it runs in another process).
 
 benchmarks/README.md has the figures of a run and what they show.
 """
@@ -43,22 +54,28 @@ import base64
 import binascii
 import contextlib
 import cProfile
+import dataclasses
 import email.utils
 import importlib.metadata
 import io
+import json
 import logging
 import os
 import platform
 import pstats
+import pwd
 import quopri
 import random
 import re
 import resource
 import secrets
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -104,6 +121,10 @@ MAX_MESSAGE_BYTES: Final = 25 * 1024 * 1024
 MAIL_SPACING_S: Final = 30
 SEED: Final = 20261123
 PROFILE_ROWS: Final = 15
+#: UIDs per command of the raw fetch: the adapter's own bound (``_UIDS_PER_BODY_FETCH``).
+RAW_FETCH_UIDS: Final = 100
+#: How the end-to-end child marks the line that carries its figures.
+RESULT_MARK: Final = "RESULT "
 #: Acknowledge whatever the Date says: the benchmark must queue a reply for every mail that
 #: the reply policy allows, however old the corpus message is.
 MAX_ACK_AGE_S: Final = 100 * 365 * 24 * 3600
@@ -136,9 +157,44 @@ class Template:
     raw: bytes
 
 
+@dataclass(slots=True)
+class MailStream:
+    """The distinct mails, built one at a time as they are loaded, never all held.
+
+    Iterating yields each mail once; the counters tell what was built so far, and the
+    first ``sample_size`` mails are kept for the in-process stages.
+    """
+
+    templates: Sequence[Template]
+    count: int
+    now: datetime
+    sample_size: int
+    built: int = 0
+    size_bytes: int = 0
+    varied_bodies: int = 0
+    build_s: float = 0.0
+    sample: list[bytes] = dataclasses.field(default_factory=list)
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The mails, the templates taken round robin in a seeded order."""
+        order = list(self.templates)
+        random.Random(SEED).shuffle(order)
+        for copy in range(self.count):
+            started = time.perf_counter()
+            when = self.now - timedelta(seconds=MAIL_SPACING_S * (self.count - copy))
+            raw, body_varied = distinct_copy(order[copy % len(order)].raw, copy, when)
+            self.built += 1
+            self.size_bytes += len(raw)
+            self.varied_bodies += body_varied
+            if len(self.sample) < self.sample_size:
+                self.sample.append(raw)
+            self.build_s += time.perf_counter() - started
+            yield raw
+
+
 @dataclass(frozen=True, slots=True)
 class MailSet:
-    """The distinct mails to load, and how many of them carry a varied body line."""
+    """Distinct mails held in memory, for callers that load a few hundred (tests)."""
 
     raws: tuple[bytes, ...]
     templates: int
@@ -150,26 +206,19 @@ class MailSet:
         return sum(len(raw) for raw in self.raws)
 
 
+def distinct_mails(templates: Sequence[Template], count: int, *, now: datetime) -> MailSet:
+    """``count`` distinct mails as :class:`MailStream` builds them, all in memory."""
+    stream = MailStream(templates, count, now, sample_size=0)
+    raws = tuple(stream)
+    return MailSet(raws, len(templates), stream.varied_bodies)
+
+
 def corpus_templates() -> list[Template]:
     """The imap_tools corpus and the demo mails, sorted by path."""
     paths = sorted(CORPUS.rglob("*.eml")) + sorted(DEMO.glob("*.eml"))
     if not paths:
         raise SystemExit(f"no .eml files under {CORPUS} or {DEMO}")
     return [Template(str(path.relative_to(path.parents[1])), path.read_bytes()) for path in paths]
-
-
-def distinct_mails(templates: Sequence[Template], count: int, *, now: datetime) -> MailSet:
-    """``count`` distinct mails, the templates taken round robin in a seeded order."""
-    order = list(templates)
-    random.Random(SEED).shuffle(order)
-    raws: list[bytes] = []
-    varied = 0
-    for copy in range(count):
-        when = now - timedelta(seconds=MAIL_SPACING_S * (count - copy))
-        raw, body_varied = distinct_copy(order[copy % len(order)].raw, copy, when)
-        raws.append(raw)
-        varied += body_varied
-    return MailSet(tuple(raws), len(order), varied)
 
 
 def distinct_copy(raw: bytes, copy: int, when: datetime) -> tuple[bytes, bool]:
@@ -400,8 +449,249 @@ async def serve_smtp() -> None:
                 print(len(server.received), flush=True)
 
 
+@dataclass(frozen=True, slots=True)
+class ImapEndpoint:
+    """Where the loaded mailbox is served, and how it was loaded."""
+
+    server: str
+    host: str
+    port: int
+    username: str
+    password: str
+    load: str
+
+
+def dovecot_binary() -> str | None:
+    """Dovecot's master binary when Debian's ``dovecot-imapd`` (or another) is installed."""
+    return shutil.which("dovecot") or next(
+        (str(path) for path in (Path("/usr/sbin/dovecot"),) if path.is_file()), None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _MailOwner:
+    """Who owns the mail and runs Dovecot's processes: Debian's users when we are root
+    (Dovecot refuses root as a mail user), else the user running the benchmark."""
+
+    uid: int
+    gid: int
+    internal_user: str
+    login_user: str
+    chroot: bool
+
+    @classmethod
+    def here(cls) -> _MailOwner:
+        if os.geteuid() == 0:
+            mail = pwd.getpwnam("dovecot")
+            pwd.getpwnam("dovenull")  # Debian's unprivileged login user; KeyError if missing
+            return cls(mail.pw_uid, mail.pw_gid, "dovecot", "dovenull", chroot=True)
+        me = pwd.getpwuid(os.geteuid())
+        return cls(me.pw_uid, me.pw_gid, me.pw_name, me.pw_name, chroot=False)
+
+
+class DovecotServer:
+    """Dovecot in a private configuration under ``directory``, run as a child process.
+
+    Nothing outside ``directory`` is read or written: its own ``dovecot.conf`` (listening
+    on 127.0.0.1 at a free port, plain-text LOGIN, no SSL), a passwd-file user, the
+    Maildir, and Dovecot's base_dir, state_dir and log. The mailbox is loaded by writing
+    Maildir files directly, one mail at a time, before Dovecot starts.
+    """
+
+    username: Final = "bench"
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.host = "127.0.0.1"
+        self.port = _free_port()
+        self.password = secrets.token_urlsafe(16)
+        self._owner = _MailOwner.here()
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def maildir(self) -> Path:
+        """The user's INBOX."""
+        return self.directory / "home" / self.username / "Maildir"
+
+    def load(self, mails: Iterable[bytes]) -> int:
+        """Write each mail as a Maildir file (in ``cur/``, read), in order; how many.
+
+        The file names sort in mail order, so Dovecot gives the UIDs in that order, and
+        carry the size (``S=``) as a delivery agent writes it.
+        """
+        for sub in ("cur", "new", "tmp"):
+            (self.maildir / sub).mkdir(parents=True, exist_ok=True)
+        stamp = int(time.time()) - 10**6
+        count = 0
+        for count, raw in enumerate(mails, start=1):
+            name = f"{stamp + count}.M{count:07d}P{os.getpid()}.bench,S={len(raw)}:2,"
+            descriptor = os.open(self.maildir / "cur" / name, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.write(descriptor, raw)
+                os.fchown(descriptor, self._owner.uid, self._owner.gid)
+            finally:
+                os.close(descriptor)
+        for path in (self.directory / "home", self.directory / "home" / self.username):
+            os.chown(path, self._owner.uid, self._owner.gid)
+        for sub in ("", "cur", "new", "tmp"):
+            os.chown(self.maildir / sub, self._owner.uid, self._owner.gid)
+        return count
+
+    async def __aenter__(self) -> DovecotServer:
+        self.directory.chmod(0o755)
+        config = self._write_config()
+        log = (self.directory / "dovecot.out").open("wb")
+        with log:
+            self._process = await asyncio.create_subprocess_exec(
+                self.binary, "-F", "-c", str(config), stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + 30
+        while not await _accepts(self.host, self.port):
+            if self._process.returncode is not None or time.monotonic() > deadline:
+                raise SystemExit(f"Dovecot did not start: see {self.directory}/dovecot.*")
+            await asyncio.sleep(0.05)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+    def endpoint(self) -> ImapEndpoint:
+        """How the benchmark reaches this server."""
+        version = subprocess.run(
+            [self.binary, "--version"], capture_output=True, text=True, check=False
+        ).stdout.split()
+        label = f"Dovecot {version[0] if version else '?'} (Maildir, child process)"
+        return ImapEndpoint(
+            label, self.host, self.port, self.username, self.password, "Maildir files"
+        )
+
+    def _write_config(self) -> Path:
+        owner = self._owner
+        (self.directory / "passwd").write_text(f"{self.username}:{{PLAIN}}{self.password}\n")
+        (self.directory / "passwd").chmod(0o644)
+        # Login processes run chrooted (the default) only when started as root.
+        chroot = "" if owner.chroot else "\n  chroot ="
+        config = self.directory / "dovecot.conf"
+        config.write_text(
+            DOVECOT_CONF.format(
+                directory=self.directory,
+                port=self.port,
+                uid=owner.uid,
+                gid=owner.gid,
+                internal_user=owner.internal_user,
+                login_user=owner.login_user,
+                chroot=chroot,
+            ),
+            encoding="utf-8",
+        )
+        return config
+
+
+#: The private configuration: only what the benchmark needs, every path in the temp dir.
+DOVECOT_CONF: Final = """\
+protocols = imap
+listen = 127.0.0.1
+base_dir = {directory}/run
+state_dir = {directory}/state
+log_path = {directory}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = {internal_user}
+default_internal_group = {internal_user}
+default_login_user = {login_user}
+first_valid_uid = {uid}
+mail_location = maildir:~/Maildir
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {directory}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={directory}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}{chroot}
+}}
+service anvil {{{chroot}
+}}
+"""
+
+
+async def load_pymap(stack: AsyncExitStack, mails: Iterable[bytes]) -> ImapEndpoint:
+    """Start pymap (a child process) and APPEND ``mails`` to it, one at a time."""
+    imap = await stack.enter_async_context(LoopbackImapServer())
+    await imap.append_many(FOLDER, mails)
+    version = importlib.metadata.version("pymap")
+    return ImapEndpoint(
+        f"pymap {version} (dict backend, child process)",
+        imap.host,
+        imap.port,
+        imap.username,
+        imap.password,
+        "APPEND",
+    )
+
+
+async def load_dovecot(
+    stack: AsyncExitStack, binary: str, workdir: Path, mails: Iterable[bytes]
+) -> ImapEndpoint:
+    """Write ``mails`` into a private Maildir, then start Dovecot on it."""
+    workdir.chmod(0o755)  # Dovecot's own users must reach the mail and the passwd-file
+    server = DovecotServer(binary, workdir / "dovecot")
+    server.directory.mkdir()
+    server.load(mails)
+    await stack.enter_async_context(server)
+    return server.endpoint()
+
+
+async def warm_up(endpoint: ImapEndpoint) -> None:
+    """Open the folder and read every size once, so the server's index is built (Dovecot
+    indexes a Maildir on first use) before anything is timed."""
+    session = ImapSession(imap_settings(endpoint))
+    await session.connect()
+    try:
+        await session.select(FOLDER)
+        await session.fetch_sizes(await session.search_uids(after_uid=None, since=None))
+    finally:
+        await session.logout()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _accepts(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
 def write_config(
-    directory: Path, storage_url: str, imap: LoopbackImapServer, relay: Relay, batch_size: int
+    directory: Path, storage_url: str, imap: ImapEndpoint, relay: Relay, batch_size: int
 ) -> Path:
     """The daemon's configuration for one run (the shape of tests/test_email_end_to_end.py)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -474,7 +764,16 @@ class FetchFigures:
 
 @dataclass(frozen=True, slots=True)
 class EndToEnd:
-    """One daemon run over the whole folder on one database."""
+    """One daemon run over the whole folder on one database (measured in a child process).
+
+    Attributes:
+        rss_mb: the child's peak RSS after ``Daemon.open``, after ingest and at the end.
+        worker_rss_mb: the peak RSS of the child's own children: the adapter's parsing
+            worker (see ``inbox_email.parse_pool``), stopped when the daemon closes.
+        cpu_s: CPU seconds (user + system) of the daemon's process for ingest and for
+            delivery, and of its parsing worker: unlike the rates, hardly moved by other
+            work on the machine.
+    """
 
     backend: str
     open_s: float
@@ -482,48 +781,77 @@ class EndToEnd:
     delivery_s: float
     poll: PollReport
     delivery: DeliveryReport
-    relay_received: int
+    rss_mb: tuple[float, float, float]
+    worker_rss_mb: float
+    cpu_s: tuple[float, float, float]
+    relay_received: int = 0
 
     @property
     def total_s(self) -> float:
         """Ingest and delivery: what ``run_once`` takes."""
         return self.ingest_s + self.delivery_s
 
+    def to_json(self) -> str:
+        """One line the parent reads back with :meth:`from_json`."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields["poll"] = dataclasses.asdict(self.poll)
+        fields["delivery"] = dataclasses.asdict(self.delivery)
+        return json.dumps(fields)
 
-def imap_settings(imap: LoopbackImapServer) -> ImapSourceSettings:
-    """Settings for a session on the loopback server (the password comes from the env)."""
+    @classmethod
+    def from_json(cls, line: str, relay_received: int) -> EndToEnd:
+        """Read a line written by :meth:`to_json`."""
+        fields = json.loads(line)
+        fields["poll"] = PollReport(**fields["poll"])
+        fields["delivery"] = DeliveryReport(**fields["delivery"])
+        fields["rss_mb"] = tuple(fields["rss_mb"])
+        fields["cpu_s"] = tuple(fields["cpu_s"])
+        fields["relay_received"] = relay_received
+        return cls(**fields)
+
+
+def imap_settings(endpoint: ImapEndpoint) -> ImapSourceSettings:
+    """Settings for a session on the loaded server (the password comes from the env)."""
     return ImapSourceSettings(
         name=SOURCE,
         kind="imap",
-        host=imap.host,
-        port=imap.port,
+        host=endpoint.host,
+        port=endpoint.port,
         security="none",
-        username=imap.username,
+        username=endpoint.username,
         password_env=PASSWORD_ENV,
         timeout_s=120,
     )
 
 
 async def raw_fetch(settings: ImapSourceSettings) -> FetchFigures:
-    """``UID FETCH BODY.PEEK[]`` of every UID in the folder, 100 a command, nothing parsed."""
+    """``UID FETCH BODY.PEEK[]`` of every UID in the folder, 100 a command, nothing parsed
+    and nothing kept."""
     session = ImapSession(settings)
     await session.connect()
+    mails = size_bytes = 0
     try:
         await session.select(FOLDER)
         uids = await session.search_uids(after_uid=None, since=None)
         started = time.perf_counter()
-        bodies = await session.fetch_bodies(uids, max_bytes=MAX_MESSAGE_BYTES)
+        for start in range(0, len(uids), RAW_FETCH_UIDS):
+            chunk = uids[start : start + RAW_FETCH_UIDS]
+            bodies = await session.fetch_bodies(chunk, max_bytes=MAX_MESSAGE_BYTES)
+            mails += len(bodies)
+            size_bytes += sum(map(len, bodies.values()))
         seconds = time.perf_counter() - started
     finally:
         await session.logout()
-    return FetchFigures(len(bodies), sum(map(len, bodies.values())), seconds)
+    return FetchFigures(mails, size_bytes, seconds)
 
 
 async def adapter_fetch(settings: ImapSourceSettings, batch_size: int) -> FetchFigures:
-    """``fetch_folder`` batch after batch, as the adapter reads (sizes first), nothing parsed."""
+    """``fetch_folder`` batch after batch as the adapter reads in one poll (one search,
+    then the UIDs it found; sizes, then bodies, per batch), nothing parsed."""
     session = ImapSession(settings)
     await session.connect()
     cursor: FolderCursor | None = None
+    known: tuple[int, ...] | None = None
     mails = size_bytes = 0
     started = time.perf_counter()
     try:
@@ -535,10 +863,11 @@ async def adapter_fetch(settings: ImapSourceSettings, batch_size: int) -> FetchF
                 limit=batch_size,
                 since=None,
                 max_message_bytes=MAX_MESSAGE_BYTES,
+                known=known,
             )
             mails += len(batch.mails)
             size_bytes += sum(len(mail.raw) for mail in batch.mails)
-            cursor = batch.cursor
+            cursor, known = batch.cursor, batch.pending
             if not batch.more:
                 break
         seconds = time.perf_counter() - started
@@ -588,31 +917,51 @@ class Profiles:
 
 
 async def end_to_end(
-    config_path: Path, backend: str, relay: Relay, profiles: Profiles | None = None
+    config_path: Path, backend: str, *, deliver: bool, profiles: Profiles | None = None
 ) -> EndToEnd:
-    """Migrate, open the daemon, then poll the source and deliver the outbox, timed apart."""
+    """Migrate, open the daemon, then poll the source and deliver the outbox, timed apart.
+
+    Runs in a child process of its own (see :func:`run_end_to_end`), so its peak RSS is
+    the daemon's alone: nothing of the building or of the other runs.
+    """
     settings = load_settings(config_path)
     engine = create_engine(database_url(settings.storage.url, settings.config_dir))
     try:
         await upgrade(engine)
     finally:
         await engine.dispose()
-    before = await relay.received()
     async with AsyncExitStack() as stack:
         started = time.perf_counter()
         daemon = await Daemon.open(settings, stack)
         opened = time.perf_counter()
+        rss_open = peak_rss_mb()
+        cpu_open = cpu_s(resource.RUSAGE_SELF)
         poll = await _under(profiles.ingest if profiles else None, daemon.poll_source(SOURCE))
         polled = time.perf_counter()
-        delivery = await _under(
-            profiles.delivery if profiles else None, daemon.outbox.deliver_due()
-        )
+        rss_ingest = peak_rss_mb()
+        cpu_ingest = cpu_s(resource.RUSAGE_SELF)
+        delivery = DeliveryReport()
+        if deliver:
+            delivery = await _under(
+                profiles.delivery if profiles else None, daemon.outbox.deliver_due()
+            )
         delivered = time.perf_counter()
     if not isinstance(poll, PollReport):
         raise SystemExit(f"{backend}: the poll failed: {poll}")
-    received = await relay.received() - before
     return EndToEnd(
-        backend, opened - started, polled - opened, delivered - polled, poll, delivery, received
+        backend,
+        opened - started,
+        polled - opened,
+        delivered - polled,
+        poll,
+        delivery,
+        (rss_open, rss_ingest, peak_rss_mb()),
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        (
+            cpu_ingest - cpu_open,
+            cpu_s(resource.RUSAGE_SELF) - cpu_ingest,
+            cpu_s(resource.RUSAGE_CHILDREN),
+        ),
     )
 
 
@@ -626,14 +975,47 @@ async def _under(profiler: cProfile.Profile | None, work: Awaitable[T]) -> T:
         profiler.disable()
 
 
-async def profiled(config_path: Path, relay: Relay) -> Profiles:
-    """The SQLite end-to-end run again, under cProfile (our process only, not the servers)."""
-    profiles = Profiles(cProfile.Profile(), cProfile.Profile())
-    await end_to_end(config_path, "SQLite (profiled)", relay, profiles)
-    return profiles
+async def run_end_to_end(
+    config_path: Path, backend: str, relay: Relay, *, deliver: bool, profile: bool = False
+) -> EndToEnd:
+    """:func:`end_to_end` in a child process (this script in ``--end-to-end`` mode); with
+    ``profile``, the child prints its cProfile report (see :func:`print_profile`)."""
+    before = await relay.received()
+    command = [sys.executable, __file__, "--end-to-end", str(config_path), "--backend", backend]
+    command += ["--profile"] if profile else []
+    command += [] if deliver else ["--no-delivery"]
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    assert process.stdout is not None
+    result = None
+    while line := (await process.stdout.readline()).decode():
+        if line.startswith(RESULT_MARK):
+            result = line.removeprefix(RESULT_MARK)
+        else:
+            print(line, end="", flush=True)
+    if await process.wait() != 0 or result is None:
+        raise SystemExit(f"{backend}: the end-to-end run failed (exit {process.returncode})")
+    return EndToEnd.from_json(result, await relay.received() - before)
+
+
+async def child_end_to_end(
+    config_path: Path, backend: str, *, deliver: bool, profile: bool
+) -> None:
+    """The ``--end-to-end`` mode: one run, its figures on one line for the parent."""
+    profiles = Profiles(cProfile.Profile(), cProfile.Profile()) if profile else None
+    run = await end_to_end(config_path, backend, deliver=deliver, profiles=profiles)
+    if profiles is not None:
+        print_profile(profiles)
+    print(RESULT_MARK + run.to_json(), flush=True)
 
 
 # --- reporting --------------------------------------------------------------------------------
+
+
+def cpu_s(who: int) -> float:
+    """User and system CPU seconds of this process (``RUSAGE_SELF``) or of its children
+    that have ended (``RUSAGE_CHILDREN``)."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb() -> float:
@@ -641,11 +1023,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def print_header(mails: MailSet, build_s: float) -> None:
+def print_header(options: Options, server: str) -> None:
     cores = os.cpu_count()
     print(
         f"inbox-daemon IMAP ingest benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
-        f"load average {os.getloadavg()[0]:.2f} (other work on the machine skews the figures)"
+        f"load average {_load()} (other work on the machine skews the figures)"
     )
     print(
         f"machine: {cores} cores, {platform.system()} {platform.machine()}, "
@@ -654,14 +1036,19 @@ def print_header(mails: MailSet, build_s: float) -> None:
         f"{importlib.metadata.version('sqlalchemy')}"
     )
     print(
-        f"IMAP server: pymap {importlib.metadata.version('pymap')} (dict backend, child "
-        f"process); SMTP relay: aiosmtpd {importlib.metadata.version('aiosmtpd')} (child process)"
+        f"IMAP server: {server}; SMTP relay: aiosmtpd "
+        f"{importlib.metadata.version('aiosmtpd')} (child process); "
+        f"{options.messages} mails, batch_size {options.batch_size}"
     )
+
+
+def print_mails(mails: MailStream, endpoint: ImapEndpoint, load_s: float) -> None:
     print(
-        f"mails: {len(mails.raws)} distinct, from {mails.templates} corpus mails, "
+        f"mails: {mails.built} distinct, from {len(mails.templates)} corpus mails, "
         f"{mails.size_bytes / 1e6:.1f} MB; {mails.varied_bodies} with a varied text part; "
-        f"built in {build_s:.2f} s"
+        f"built one at a time in {mails.build_s:.2f} s"
     )
+    print_stage(f"load: {endpoint.load} + index (not counted)", mails.built, load_s)
 
 
 def print_fetch(title: str, figures: FetchFigures) -> None:
@@ -684,21 +1071,51 @@ def print_end_to_end(run: EndToEnd, raw: FetchFigures) -> None:
         f"duplicates {poll.duplicates}, dead letters {poll.dead_letters}, "
         f"replies queued {poll.replies_queued}"
     )
-    sent = max(delivery.sent, 1)
     print(
         f"  {'delivery: outbox.deliver_due (SMTP)':<44} {delivery.sent:>6} sent  {'':>9} "
-        f"{run.delivery_s:>7.2f} s {sent / run.delivery_s:>8.0f} replies/s"
+        f"{run.delivery_s:>7.2f} s {_per_s(delivery.sent, run.delivery_s):>8.0f} replies/s"
     )
     print(
         f"    retry {delivery.retry}, failed {delivery.failed}; the relay received "
         f"{run.relay_received}"
     )
-    rate = poll.fetched / run.total_s
     print_stage("  total: run_once (ingest + delivery)", poll.fetched, run.total_s)
+    rss_open, rss_ingest, rss_end = run.rss_mb
     print(
-        f"    end-to-end / raw fetch: {rate / raw.rate:.1%} (ingest alone: "
-        f"{poll.fetched / run.ingest_s / raw.rate:.1%}); peak RSS so far {peak_rss_mb():.0f} MB"
+        f"    ingest / raw fetch: {poll.fetched / run.ingest_s / raw.rate:.1%} (run_once: "
+        f"{poll.fetched / run.total_s / raw.rate:.1%}); daemon process peak RSS "
+        f"{rss_open:.0f} MB opened, {rss_ingest:.0f} MB after ingest, {rss_end:.0f} MB at the end"
+        f"; its parsing worker {run.worker_rss_mb:.0f} MB"
     )
+    ingest_cpu, delivery_cpu, worker_cpu = run.cpu_s
+    per_reply = f"{delivery_cpu / delivery.sent * 1000:.2f} ms a reply" if delivery.sent else "-"
+    print(
+        f"    CPU per mail: ingest {ingest_cpu / poll.fetched * 1000:.2f} ms in the daemon + "
+        f"{worker_cpu / poll.fetched * 1000:.2f} ms in its parsing worker; delivery {per_reply}"
+    )
+
+
+def print_summary(options: Options, raw: FetchFigures, runs: Sequence[EndToEnd]) -> None:
+    """The figures the targets are stated in, one line per database."""
+    print(f"summary, N={options.messages} (rates in mails/s; the ratio is to the raw fetch):")
+    for run in runs:
+        ingest = run.poll.fetched / run.ingest_s
+        replies = _per_s(run.delivery.sent, run.delivery_s)
+        print(
+            f"  {run.backend:<11} raw {raw.rate:>7.0f}  end to end (ingest) {ingest:>6.0f} "
+            f"= {ingest / raw.rate:>6.1%}  delivery {replies:>5.0f} "
+            f"replies/s  run_once {run.poll.fetched / run.total_s:>6.0f}  daemon peak RSS "
+            f"{run.rss_mb[1]:.0f} MB (ingest) {run.rss_mb[2]:.0f} MB (end), "
+            f"worker {run.worker_rss_mb:.0f} MB"
+        )
+
+
+def _per_s(count: int, seconds: float) -> float:
+    return count / seconds if seconds else 0.0
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 #: Where a function's own time is counted, by the first pattern its "file:function" matches.
@@ -792,50 +1209,62 @@ class Options:
 
     messages: int
     batch_size: int
+    server: str
     pg_url: str | None
     profile: bool
+    sample: int
+    deliver: bool
 
 
 async def run(options: Options) -> None:
-    """Build the mails, start the servers, and measure (see the module docstring)."""
-    started = time.perf_counter()
-    mails = distinct_mails(corpus_templates(), options.messages, now=datetime.now(UTC))
-    print_header(mails, time.perf_counter() - started)
+    """Build and load the mails, start the servers, and measure (see the module docstring)."""
+    mails = MailStream(corpus_templates(), options.messages, datetime.now(UTC), options.sample)
+    binary = dovecot_binary()
     async with AsyncExitStack() as stack:
-        imap = await stack.enter_async_context(LoopbackImapServer())
-        relay = await stack.enter_async_context(smtp_relay())
-        os.environ[PASSWORD_ENV] = imap.password
-        started = time.perf_counter()
-        await imap.append_many(FOLDER, mails.raws)
-        load_s = time.perf_counter() - started
-        print_stage("load: append_many (APPEND, not counted)", len(mails.raws), load_s)
-        raw = await measure_fetch(imap, options.batch_size)
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inbox-bench-")))
-        config = write_config(workdir, "sqlite:///bench.db", imap, relay, options.batch_size)
-        measure_cpu(mails, load_settings(config))
-        print_end_to_end(await end_to_end(config, "SQLite", relay), raw)
+        started = time.perf_counter()
+        if options.server == "dovecot" and binary is not None:
+            endpoint = await load_dovecot(stack, binary, workdir, mails)
+        else:
+            endpoint = await load_pymap(stack, mails)
+        os.environ[PASSWORD_ENV] = endpoint.password
+        await warm_up(endpoint)
+        load_s = time.perf_counter() - started - mails.build_s
+        print_header(options, endpoint.server)
+        print_mails(mails, endpoint, load_s)
+        relay = await stack.enter_async_context(smtp_relay())
+        raw = await measure_fetch(endpoint, options.batch_size)
+        config = write_config(workdir, "sqlite:///bench.db", endpoint, relay, options.batch_size)
+        measure_cpu(mails.sample, load_settings(config))
+        mails.sample.clear()
+        deliver = options.deliver
+        runs = [await run_end_to_end(config, "SQLite", relay, deliver=deliver)]
+        print_end_to_end(runs[-1], raw)
         if options.pg_url:
             async with postgres_database(options.pg_url) as url:
-                pg_config = write_config(workdir / "pg", url, imap, relay, options.batch_size)
-                print_end_to_end(await end_to_end(pg_config, "PostgreSQL", relay), raw)
+                pg_config = write_config(workdir / "pg", url, endpoint, relay, options.batch_size)
+                runs.append(await run_end_to_end(pg_config, "PostgreSQL", relay, deliver=deliver))
+                print_end_to_end(runs[-1], raw)
         if options.profile:
             profile_config = write_config(
-                workdir / "profile", "sqlite:///bench.db", imap, relay, options.batch_size
+                workdir / "profile", "sqlite:///bench.db", endpoint, relay, options.batch_size
             )
             print()
-            print_profile(await profiled(profile_config, relay))
-    children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            await run_end_to_end(
+                profile_config, "SQLite (profiled)", relay, deliver=deliver, profile=True
+            )
+    print_summary(options, raw, runs)
     print(
-        f"peak RSS: this process {peak_rss_mb():.0f} MB; largest server child "
-        f"{children_mb:.0f} MB; load average {os.getloadavg()[0]:.2f}"
+        f"peak RSS of this process (building, fetch, in-process sample): {peak_rss_mb():.0f} MB;"
+        f" load average {_load()}"
     )
 
 
-async def measure_fetch(imap: LoopbackImapServer, batch_size: int) -> FetchFigures:
+async def measure_fetch(endpoint: ImapEndpoint, batch_size: int) -> FetchFigures:
     """Print and return the raw fetch; print the adapter's fetch path."""
-    settings = imap_settings(imap)
+    settings = imap_settings(endpoint)
     raw = await raw_fetch(settings)
-    print_fetch("raw fetch: fetch_bodies, 100 UIDs a command", raw)
+    print_fetch(f"raw fetch: fetch_bodies, {RAW_FETCH_UIDS} UIDs a command", raw)
     print_fetch(
         f"adapter fetch: fetch_folder, batches of {batch_size}",
         await adapter_fetch(settings, batch_size),
@@ -843,36 +1272,75 @@ async def measure_fetch(imap: LoopbackImapServer, batch_size: int) -> FetchFigur
     return raw
 
 
-def measure_cpu(mails: MailSet, settings: Settings) -> None:
-    """Print the in-process parse and triage rates (no I/O, one core)."""
-    messages, parse_s, failures = parse_all(mails.raws)
-    print_stage(
-        f"in-process: parse_mail + to_message ({failures} failed)", len(mails.raws), parse_s
-    )
+def measure_cpu(sample: Sequence[bytes], settings: Settings) -> None:
+    """Print the in-process parse and triage rates on the sample (no I/O, one core)."""
+    messages, parse_s, failures = parse_all(sample)
+    print_stage(f"in-process: parse_mail + to_message ({failures} failed)", len(sample), parse_s)
     print_stage("in-process: Triage.record", len(messages), triage_all(messages, settings))
 
 
-def parse_options(argv: Sequence[str] | None = None) -> Options | None:
-    """The options, or ``None`` in ``--serve-smtp`` mode."""
+def parse_options(argv: Sequence[str] | None = None) -> Options | argparse.Namespace | None:
+    """The options; the namespace in ``--end-to-end`` mode, ``None`` in ``--serve-smtp``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--messages", type=int, default=2000, help="distinct mails to load")
     parser.add_argument("--batch-size", type=int, default=100, help="the source's batch_size")
+    parser.add_argument(
+        "--server",
+        choices=("dovecot", "pymap"),
+        default="dovecot" if dovecot_binary() else "pymap",
+        help="the IMAP server (default: Dovecot when installed, else pymap)",
+    )
     parser.add_argument("--pg-url", help="also run on a fresh database of this PostgreSQL server")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of a SQLite run")
+    parser.add_argument(
+        "--sample", type=int, default=2000, help="mails kept for the in-process stages"
+    )
+    parser.add_argument(
+        "--no-delivery",
+        dest="deliver",
+        action="store_false",
+        help="skip the outbox delivery after ingest (ingest is the end-to-end figure)",
+    )
     parser.add_argument("--serve-smtp", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--end-to-end", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--backend", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_smtp:
         return None
-    if args.messages < 1 or not 1 <= args.batch_size <= 10_000:
-        parser.error("--messages must be at least 1 and --batch-size within 1..10000")
-    return Options(args.messages, args.batch_size, args.pg_url, args.profile)
+    if args.end_to_end:
+        return args
+    if args.messages < 1 or not 1 <= args.batch_size <= 10_000 or args.sample < 1:
+        parser.error("--messages and --sample must be at least 1, --batch-size within 1..10000")
+    if args.server == "dovecot" and dovecot_binary() is None:
+        parser.error("--server dovecot: no dovecot binary (apt-get install dovecot-imapd)")
+    return Options(
+        args.messages,
+        args.batch_size,
+        args.server,
+        args.pg_url,
+        args.profile,
+        args.sample,
+        args.deliver,
+    )
 
 
 def main() -> None:
     """Entry point."""
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     options = parse_options()
-    asyncio.run(serve_smtp() if options is None else run(options))
+    if options is None:
+        asyncio.run(serve_smtp())
+    elif isinstance(options, argparse.Namespace):
+        asyncio.run(
+            child_end_to_end(
+                options.end_to_end,
+                options.backend,
+                deliver=options.deliver,
+                profile=options.profile,
+            )
+        )
+    else:
+        asyncio.run(run(options))
 
 
 if __name__ == "__main__":

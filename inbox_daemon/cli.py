@@ -17,13 +17,18 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from . import staff_commands
+from .agents import InvalidAgentInputError, UnknownAgentError
 from .config import Settings, load_settings
 from .errors import ConfigError, InboxError
 from .logs import configure_logging
+from .metrics import CursorState, cursor_states
 from .pipeline.triage import load_triage
 from .queue import (
+    PRIORITIES,
     InvalidInputError,
     ItemDetail,
+    QueueDepth,
     QueueFilter,
     QueueItem,
     claim,
@@ -31,16 +36,18 @@ from .queue import (
     escalate,
     list_incidents,
     list_items,
-    resolve,
+    queue_depth,
     show_item,
 )
 from .queue_text import format_change, format_detail, format_incidents
 from .queue_text import format_queue as format_queue  # the demo prints the queue too
 from .registry import adapter_plugin
+from .resolution import notice_templates, resolve_with_reply
 from .scheduler import Daemon, RunReport
+from .staff_commands import acting
 from .storage.engine import create_engine, database_url
 from .storage.migrate import ensure_migrated, upgrade
-from .storage.repository import outbox_backlog, outbox_problems, source_states
+from .storage.repository import SourceState, outbox_backlog, outbox_problems, source_states
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -63,7 +70,7 @@ async def run_cli(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except InvalidInputError as exc:
+    except (InvalidInputError, InvalidAgentInputError, UnknownAgentError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except InboxError as exc:
@@ -101,9 +108,15 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true"
     )
     _queue_parsers(commands, Path(default_config))
+    staff_commands.add_commands(commands, Path(default_config))
     command("replay", _replay, "classify stored records again after a rules change").add_argument(
         "--since", default="7d", help="how far back: 7d, 48h, 30m (default 7d)"
     )
+    report = command(
+        "report", _report, "write the retrospective report: an HTML page and CSV files"
+    )
+    report.add_argument("--since", default="7d", help="how far back: 7d, 48h, 30m (default 7d)")
+    report.add_argument("--out", type=Path, required=True, help="the folder to write into")
     triage = command("triage", _triage, "triage a JSONL file of messages (nothing is sent)")
     triage.add_argument("--input", type=Path, required=True, help="JSONL file, or - for stdin")
     triage.add_argument("--config", type=Path, help="folder with inbox.toml, rules and templates")
@@ -156,10 +169,15 @@ async def _run(args: argparse.Namespace) -> int:
             report = await daemon.run_once()
             _print_run(report)
             return EXIT_FAILURE if report.errors else EXIT_OK
+        # The web stack loads only when it serves.
         if settings.web.enabled:
-            from .web.server import start_web  # the web stack loads only when it serves
+            from .web.server import start_web
 
-            await start_web(stack, daemon.engine, settings)
+            await start_web(stack, daemon.engine, settings, metrics=daemon.metrics)
+        if settings.metrics.enabled:
+            from .web.server import start_metrics_server
+
+            await start_metrics_server(stack, daemon.engine, settings, daemon.metrics)
         await daemon.serve(_stop_on_signals())
     return EXIT_OK
 
@@ -200,6 +218,12 @@ def _print_run(report: RunReport) -> None:
         print(f"{name}: FAILED: {error}")
     delivery = report.delivery
     print(f"replies: sent {delivery.sent}, to retry {delivery.retry}, failed {delivery.failed}")
+    alerts = report.alerts
+    if alerts.queued or alerts.sent or alerts.retry or alerts.failed:
+        print(
+            f"alerts: new {alerts.queued}, sent {alerts.sent}, to retry {alerts.retry}, "
+            f"failed {alerts.failed}"
+        )
 
 
 async def _open_engine(settings: Settings, stack: AsyncExitStack) -> AsyncEngine:
@@ -235,7 +259,12 @@ def _queue_parsers(
     listing.add_argument("--incident", type=int, help="the items of this incident id")
     listing.add_argument("--limit", type=int, default=100, help="at most this many (1-500)")
     listing.add_argument("--after", metavar="CURSOR", help="the page after this cursor")
-    action(queue, "show", _queue_show, "show one item in full").add_argument("reference")
+    showing = action(queue, "show", _queue_show, "show one item in full (audit-logged)")
+    showing.add_argument("reference")
+    for sub in (listing, showing):
+        sub.add_argument(
+            "--as", dest="agent", metavar="NAME", help="as this agent sees it (default: all)"
+        )
     claiming = action(queue, "claim", _queue_claim, "claim an item (claim again to renew)")
     which = claiming.add_mutually_exclusive_group(required=True)
     which.add_argument("reference", nargs="?")
@@ -244,11 +273,18 @@ def _queue_parsers(
     resolving = action(queue, "resolve", _queue_resolve, "resolve an item")
     resolving.add_argument("reference")
     resolving.add_argument("--note", help="what was done")
+    resolving.add_argument(
+        "--reply",
+        metavar="TEXT",
+        help="send TEXT to the customer on their channel and thread, in their language's "
+        "template, asking if it is solved (without it the item is resolved silently)",
+    )
     escalating = action(queue, "escalate", _queue_escalate, "raise an item's priority")
     escalating.add_argument("reference")
     escalating.add_argument("--priority", required=True, help="P1 (highest) to P4")
     for sub in (claiming, resolving, escalating):
         sub.add_argument("--as", dest="agent", required=True, metavar="NAME", help="who acts")
+    staff_commands.add_queue_actions(queue, action)
     incidents = commands.add_parser("incidents", help="incidents: many reports of one problem")
     action(
         incidents.add_subparsers(required=True, metavar="ACTION"),
@@ -278,7 +314,10 @@ async def _queue_list(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     async with AsyncExitStack() as stack:
         engine = await _open_engine(settings, stack)
-        page = await list_items(engine, filters, cursor=args.after, limit=args.limit, now=now)
+        _, scope = await acting(engine, settings, args.agent)
+        page = await list_items(
+            engine, filters, cursor=args.after, limit=args.limit, now=now, scope=scope
+        )
     items = [asdict(item) for item in page.items]
     if args.json:
         print(json.dumps(items, default=_json_default, ensure_ascii=False, indent=2))
@@ -292,7 +331,9 @@ async def _queue_list(args: argparse.Namespace) -> int:
 async def _queue_show(args: argparse.Namespace) -> int:
     settings, now = load_settings(args.config), datetime.now(UTC)
     async with AsyncExitStack() as stack:
-        detail = await show_item(await _open_engine(settings, stack), args.reference, now=now)
+        engine = await _open_engine(settings, stack)
+        actor, scope = await acting(engine, settings, args.agent)
+        detail = await show_item(engine, args.reference, now=now, scope=scope, viewer=actor)
     _emit(args, detail, format_detail(detail, now=now))
     return EXIT_OK
 
@@ -304,10 +345,25 @@ async def _queue_claim(args: argparse.Namespace) -> int:
     timeout_s = settings.queue.claim_timeout_s
     async with AsyncExitStack() as stack:
         engine = await _open_engine(settings, stack)
+        actor, scope = await acting(engine, settings, args.agent)
         if args.next:
-            item = await claim_next(engine, args.team, args.agent, claim_timeout_s=timeout_s)
+            item = await claim_next(
+                engine,
+                args.team,
+                actor.name,
+                claim_timeout_s=timeout_s,
+                scope=scope,
+                origin=actor.origin,
+            )
         else:
-            item = await claim(engine, args.reference, args.agent, claim_timeout_s=timeout_s)
+            item = await claim(
+                engine,
+                args.reference,
+                actor.name,
+                claim_timeout_s=timeout_s,
+                scope=scope,
+                origin=actor.origin,
+            )
     _emit(args, item, format_change(item, now=now))
     return EXIT_OK
 
@@ -316,7 +372,19 @@ async def _queue_resolve(args: argparse.Namespace) -> int:
     settings, now = load_settings(args.config), datetime.now(UTC)
     async with AsyncExitStack() as stack:
         engine = await _open_engine(settings, stack)
-        item = await resolve(engine, args.reference, args.agent, note=args.note, now=now)
+        actor, scope = await acting(engine, settings, args.agent)
+        item = await resolve_with_reply(
+            engine,
+            args.reference,
+            actor.name,
+            reply=args.reply,
+            templates=await notice_templates(settings),
+            loop_marker=settings.replies.loop_marker,
+            note=args.note,
+            now=now,
+            scope=scope,
+            origin=actor.origin,
+        )
     _emit(args, item, format_change(item, now=now))
     return EXIT_OK
 
@@ -324,13 +392,17 @@ async def _queue_resolve(args: argparse.Namespace) -> int:
 async def _queue_escalate(args: argparse.Namespace) -> int:
     settings, now = load_settings(args.config), datetime.now(UTC)
     async with AsyncExitStack() as stack:
+        engine = await _open_engine(settings, stack)
+        actor, scope = await acting(engine, settings, args.agent)
         item = await escalate(
-            await _open_engine(settings, stack),
+            engine,
             args.reference,
             args.priority,
-            args.agent,
+            actor.name,
             sla_s=settings.queue.sla_s,
             now=now,
+            scope=scope,
+            origin=actor.origin,
         )
     _emit(args, item, format_change(item, now=now))
     return EXIT_OK
@@ -356,13 +428,18 @@ def _emit(args: argparse.Namespace, result: QueueItem | ItemDetail, text: str) -
 
 
 async def _status(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings, now = load_settings(args.config), datetime.now(UTC)
     async with AsyncExitStack() as stack:
         engine = await _open_engine(settings, stack)
+        positions = await cursor_states(engine)
         document = {
-            "sources": [vars_of(state) for state in await source_states(engine)],
+            "sources": [
+                _source_status(state, positions.get(state.name), now)
+                for state in await source_states(engine)
+            ],
             "outbox": await outbox_backlog(engine),
             "outbox_errors": await outbox_problems(engine),
+            "queue_open": _open_items(await queue_depth(engine)),
         }
     if args.json:
         print(json.dumps(document, default=_json_default, indent=2))
@@ -371,22 +448,34 @@ async def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _source_status(state: SourceState, cursor: CursorState | None, now: datetime) -> dict[str, Any]:
+    """A source's state row, whether it rests now, and its cursor's short form."""
+    resting = state.backoff_until is not None and state.backoff_until > now
+    position = None
+    if cursor is not None:
+        position = {
+            "summary": cursor.summary,
+            "version": cursor.version,
+            "updated_at": cursor.updated_at,
+        }
+    return {**vars_of(state), "in_backoff": resting, "cursor": position}
+
+
+def _open_items(depths: Sequence[QueueDepth]) -> list[dict[str, Any]]:
+    """Open queue items by team and priority (every waiting or claimed state together)."""
+    totals: dict[tuple[str, str], int] = {}
+    for depth in depths:
+        key = (depth.team, depth.priority)
+        totals[key] = totals.get(key, 0) + depth.items
+    return [
+        {"team": team, "priority": priority, "items": items}
+        for (team, priority), items in sorted(totals.items())
+    ]
+
+
 def format_status(document: dict[str, Any]) -> str:
-    """The status report as text: sources, outbox backlog and the replies in trouble."""
-    lines = []
-    for source in document["sources"]:
-        line = (
-            f"{source['name']} ({source['kind']}): {source['state']}; "
-            f"last poll {source['last_poll_at'] or 'never'}; "
-            f"last success {source['last_success_at'] or 'never'}; "
-            f"fetched {source['fetched_total']}"
-        )
-        if source["last_error"]:
-            line += (
-                f"; failing x{source['consecutive_failures']}: {source['last_error']}; "
-                f"next try after {source['backoff_until']}"
-            )
-        lines.append(line)
+    """The status report as text: sources, outbox backlog, replies in trouble, open items."""
+    lines = [line for source in document["sources"] for line in _source_lines(source)]
     backlog = document["outbox"]
     lines.append(
         "outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(backlog.items())) or "empty")
@@ -396,7 +485,47 @@ def format_status(document: dict[str, Any]) -> str:
             f"  reply {row['id']} ({row['source']}): {row['state']} after {row['attempts']} "
             f"attempts, next attempt {row['next_attempt_at']}: {row['last_error']}"
         )
+    lines.extend(_queue_lines(document["queue_open"]))
     return "\n".join(lines)
+
+
+def _source_lines(source: dict[str, Any]) -> list[str]:
+    line = (
+        f"{source['name']} ({source['kind']}): {source['state']}; "
+        f"last poll {source['last_poll_at'] or 'never'}; "
+        f"last success {source['last_success_at'] or 'never'}; "
+        f"fetched {source['fetched_total']}"
+    )
+    if source["last_error"]:
+        line += (
+            f"; failing x{source['consecutive_failures']}: {source['last_error']}; "
+            f"next try after {source['backoff_until']}"
+        )
+    cursor = source["cursor"]
+    position = (
+        f"{cursor['summary']} (version {cursor['version']}, moved {cursor['updated_at']})"
+        if cursor
+        else "none yet (nothing committed)"
+    )
+    resting = f"until {source['backoff_until']}" if source["in_backoff"] else "no"
+    return [line, f"  cursor: {position}", f"  backoff: {resting}"]
+
+
+def _queue_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Open items as a table: a row per team, a column per priority."""
+    if not rows:
+        return ["open queue items: none"]
+    counts = {(row["team"], row["priority"]): row["items"] for row in rows}
+    teams = sorted({row["team"] for row in rows})
+    width = max(len("team"), *(len(team) for team in teams))
+    lines = [
+        "open queue items:",
+        "  " + "team".ljust(width) + "".join(f"{p:>6}" for p in PRIORITIES),
+    ]
+    for team in teams:
+        cells = "".join(f"{counts.get((team, p), 0):>6}" for p in PRIORITIES)
+        lines.append(f"  {team.ljust(width)}{cells}")
+    return lines
 
 
 def vars_of(state: object) -> dict[str, Any]:
@@ -425,6 +554,23 @@ async def _replay(args: argparse.Namespace) -> int:
         f"replayed {report.records} records since {since:%Y-%m-%d %H:%M} UTC: "
         f"{report.relabelled} relabelled, {report.incidents} incidents; no reply was sent"
     )
+    return EXIT_OK
+
+
+async def _report(args: argparse.Namespace) -> int:
+    from .report import build_report
+    from .web.report_page import write_report  # matplotlib loads only when asked for
+
+    settings = load_settings(args.config)
+    until = datetime.now(UTC)
+    since = until - _duration(args.since)
+    async with AsyncExitStack() as stack:
+        engine = await _open_engine(settings, stack)
+        report = await build_report(engine, since=since, until=until)
+    written = await asyncio.to_thread(write_report, report, args.out)
+    print(f"report of {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC:")
+    for path in written:
+        print(f"  {path}")
     return EXIT_OK
 
 

@@ -162,12 +162,214 @@ class WebSettings(FrozenModel):
     enabled: bool = False
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
-    #: The environment variable holding the bearer token every API request must carry.
-    token_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "INBOX_WEB_TOKEN"  # noqa: S105
     #: Larger request bodies are refused (413) before they are read.
     max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
     #: How often the queue page reloads its rows.
     page_refresh_s: Annotated[float, Field(ge=1, le=3600)] = 15.0
+    #: The header a reverse proxy sets to the name of the agent it signed in (SSO), such as
+    #: ``X-Forwarded-User``. Without it every request carries the agent's own bearer token.
+    sso_header: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")] | None = None
+    #: The peers the SSO header is believed from (the proxy, as this server sees it); the
+    #: header from anyone else is ignored, or anybody could name themselves an admin.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_shared_token(cls, data: object) -> object:
+        if isinstance(data, Mapping) and "token_env" in data:
+            raise ValueError(
+                "token_env: the shared token is gone; each agent signs in with a token of "
+                "their own (inbox-daemon agents add NAME --team T; agents token NAME)"
+            )
+        return data
+
+
+class MetricsSettings(FrozenModel):
+    """Prometheus metrics: a listener of their own in ``inbox-daemon run``.
+
+    The web server serves ``/metrics`` whenever it runs; this listener serves it, with the
+    probes, for a daemon without the web server or for a scraper on another address.
+    """
+
+    #: Serve ``/metrics``, ``/healthz`` and ``/readyz`` alone on host:port in ``run``.
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9464
+    #: A scrape waits this long for the queue and outbox figures, then answers without them.
+    database_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+
+#: A team or category name, as the queue's filters accept it.
+TeamName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")]
+#: The name of an environment variable.
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class VisibilitySettings(FrozenModel):
+    """Items only some teams may see; leads and admins see every item.
+
+    ``by_team``: an item routed to a team listed here is seen only by the teams it maps to.
+    ``by_category``: likewise for the item's category, whatever its team. An item that both
+    name is seen by the teams both allow.
+    """
+
+    by_team: Mapping[TeamName, tuple[TeamName, ...]] = {
+        "risk_control": ("risk_control",),
+        "compliance": ("compliance",),
+        "finance": ("finance",),
+    }
+    by_category: Mapping[TeamName, tuple[TeamName, ...]] = {}
+
+
+class StaffSettings(FrozenModel):
+    """Support staff: their API tokens, what each team sees, how reads are logged."""
+
+    #: A token issued without an explicit lifetime expires after this many days.
+    token_ttl_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    #: An agent reading one item's detail again within this many seconds of their last logged
+    #: read of it is not logged again (the page re-reads an open item on every refresh);
+    #: 0 logs every read.
+    view_log_interval_s: Annotated[float, Field(ge=0)] = 300.0
+    visibility: VisibilitySettings = VisibilitySettings()
+
+
+class AlertSmtpSettings(FrozenModel):
+    """The relay e-mail alerts go out through."""
+
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    security: Literal["tls", "starttls", "none"] = "starttls"
+    username: str | None = None
+    password_env: EnvName | None = None
+    password_file: Path | None = None
+    from_address: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]
+
+    @model_validator(mode="after")
+    def _secret_present(self) -> AlertSmtpSettings:
+        if self.username is not None:
+            read_secret(self.password_env, self.password_file, key="password")
+        return self
+
+    def password(self) -> str | None:
+        """The relay password, read now; ``None`` without a username."""
+        if self.username is None:
+            return None
+        return read_secret(self.password_env, self.password_file, key="password")
+
+
+class AlertTargetBase(FrozenModel):
+    """What every ``[[alerts.targets]]`` entry has: a name, and which alerts it takes."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+    #: ``p1``: an item became P1; ``sla_breach``: an item passed its due time unresolved.
+    events: Annotated[tuple[Literal["p1", "sla_breach"], ...], Field(min_length=1)] = (
+        "p1",
+        "sla_breach",
+    )
+    #: Only items of these teams (empty: every team).
+    teams: tuple[TeamName, ...] = ()
+
+
+class EmailAlertTarget(AlertTargetBase):
+    """Alerts as e-mail to ``to``, through ``smtp``."""
+
+    kind: Literal["email"]
+    to: Annotated[
+        tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")], ...], Field(min_length=1)
+    ]
+    smtp: AlertSmtpSettings
+
+
+class WebhookAlertTarget(AlertTargetBase):
+    """Alerts as a JSON POST to ``url``, signed with HMAC-SHA256 under the named secret."""
+
+    kind: Literal["webhook"]
+    url: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    secret_env: EnvName | None = None
+    secret_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _secret_present(self) -> WebhookAlertTarget:
+        read_secret(self.secret_env, self.secret_file, key="secret")
+        return self
+
+    def secret(self) -> bytes:
+        """The HMAC key, read now from its variable or file."""
+        return read_secret(self.secret_env, self.secret_file, key="secret").encode()
+
+
+class TelegramAlertTarget(AlertTargetBase):
+    """Alerts as Telegram messages to ``chat_id``, sent by a bot through the Bot API."""
+
+    kind: Literal["telegram"]
+    chat_id: Annotated[str, Field(pattern=r"^(-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32})$")]
+    bot_token_env: EnvName | None = None
+    bot_token_file: Path | None = None
+    api_base_url: Annotated[str, Field(pattern=r"^https?://\S+$")] = "https://api.telegram.org"
+
+    @model_validator(mode="after")
+    def _secret_present(self) -> TelegramAlertTarget:
+        read_secret(self.bot_token_env, self.bot_token_file, key="bot_token")
+        return self
+
+    def bot_token(self) -> str:
+        """The bot's token, read now from its variable or file."""
+        return read_secret(self.bot_token_env, self.bot_token_file, key="bot_token")
+
+
+AlertTarget = Annotated[
+    EmailAlertTarget | WebhookAlertTarget | TelegramAlertTarget, Field(discriminator="kind")
+]
+
+
+class AlertsSettings(FrozenModel):
+    """P1 items and SLA breaches pushed to the targets, each alert once per target."""
+
+    targets: tuple[AlertTarget, ...] = ()
+    #: The link each alert carries; ``{reference}`` is filled in.
+    item_url: str = "http://127.0.0.1:8080/#{reference}"
+    #: How often new alerts are looked for and due ones sent (at most a minute).
+    poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 15.0
+    #: Items due longer ago than this are never alerted: a first start or a long outage
+    #: does not flood the targets with old news.
+    max_age_s: Annotated[float, Field(gt=0)] = 86400.0
+    #: One delivery attempt gives up after this.
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    max_attempts: Annotated[int, Field(ge=1)] = 8
+    retry_base_s: Annotated[float, Field(gt=0)] = 30.0
+    retry_cap_s: Annotated[float, Field(gt=0)] = 1800.0
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
+
+    @field_validator("item_url")
+    @classmethod
+    def _has_reference(cls, url: str) -> str:
+        if "{reference}" not in url:
+            raise ValueError("expected a URL containing {reference}, e.g. https://…/#{reference}")
+        return url
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_names(cls, targets: tuple[AlertTarget, ...]) -> tuple[AlertTarget, ...]:
+        names = [target.name for target in targets]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"target name {name!r} is used twice; names must be unique")
+        return targets
+
+
+class RetentionSettings(FrozenModel):
+    """How long feedback records are kept, by category, and what becomes of them after."""
+
+    #: Days a record is kept after it was received, by category; ``default`` covers every
+    #: category not listed. Without an entry (and no default) a record is kept until erased.
+    retention_days: Mapping[TeamName, Annotated[int, Field(ge=1)]] = {}
+    #: ``anonymise`` keeps labels and times (statistics) and drops whatever identifies or
+    #: quotes the person; ``delete`` removes the record and everything that hangs off it.
+    action: Literal["anonymise", "delete"] = "anonymise"
+    #: When the daily job runs, UTC.
+    run_at: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "03:30"
+    #: Records handled per transaction; progress is reported after each batch.
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
 
 
 class SourceSettings(FrozenModel):
@@ -193,6 +395,10 @@ class Settings(FrozenModel):
     triage: TriageSettings = TriageSettings()
     service: ServiceSettings = ServiceSettings()
     web: WebSettings = WebSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    staff: StaffSettings = StaffSettings()
+    alerts: AlertsSettings = AlertsSettings()
+    retention: RetentionSettings = RetentionSettings()
     sources: tuple[SourceSettings, ...] = ()
     #: The file these settings were read from (not a TOML key).
     config_path: Path = Path("inbox.toml")

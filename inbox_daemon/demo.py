@@ -12,19 +12,25 @@ running, unless ``--serve`` asks for the queue page: then the demo's database is
 
 from __future__ import annotations
 
+import asyncio
 import os
-import secrets
 import tempfile
 import tomllib
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from importlib.resources import files
 from pathlib import Path
 from typing import Final
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .agents import AgentConflictError, add_agent, issue_token
+from .audit import cli_actor
 from .cli import format_queue
 from .config import load_settings
 from .loopback.imap import LoopbackImapServer
@@ -46,8 +52,8 @@ X_TOKEN_ENVS: Final = {
     "access_token_env": "INBOX_DEMO_X_ACCESS_TOKEN",
     "access_token_secret_env": "INBOX_DEMO_X_ACCESS_SECRET",
 }
-#: The variable the demo's config names for the web API's bearer token.
-WEB_TOKEN_ENV: Final = "INBOX_DEMO_WEB_TOKEN"  # noqa: S105
+#: The agent ``demo --serve`` signs in as: a lead, who sees the items of every team.
+DEMO_AGENT: Final = "demo-lead"
 
 _X_ACCOUNT: Final = XUser("1000", "exchange_support", "Example Exchange Support")
 
@@ -69,7 +75,6 @@ log_level = "WARNING"
 
 [web]
 host = "127.0.0.1"
-token_env = "{web_token_env}"
 
 [[sources]]
 name = "support-mail"
@@ -127,24 +132,31 @@ async def run_demo(*, keep: Path | None = None, serve: bool = False, port: int =
     """
     with tempfile.TemporaryDirectory(prefix="inbox-demo-") as scratch:
         folder = keep or Path(scratch)
-        run = await ingest_demo(folder)
+        run = await ingest_demo(folder, resolve_some=True)
         print(f"IMAP server (pymap) on {run.imap_address}: delivered {run.delivered} mails")
         print(f"SMTP server (aiosmtpd) on {run.smtp_address}")
         print(f"X API (loopback) on {run.x_api_address}: {run.x_found} posts and DMs\n")
         _print_run(run.report)
         await _report(run.config_path, list(run.received))
         _report_x(run)
+        if keep is not None:
+            await _write_demo_report(run.config_path, keep / "report")
         if serve:
             await _serve(run.config_path, port)
     return 0
 
 
-async def ingest_demo(folder: Path, *, extra_mail: Sequence[bytes] = ()) -> DemoRun:
+async def ingest_demo(
+    folder: Path, *, extra_mail: Sequence[bytes] = (), resolve_some: bool = False
+) -> DemoRun:
     """Ingest the demo mail into a fresh SQLite database in ``folder``, through real servers.
 
     The demo mail (and ``extra_mail``, raw messages delivered to INBOX after it) goes to a
     loopback IMAP server; the daemon runs once over it, acknowledging through a loopback
-    SMTP server. Both servers are stopped on return; ``folder`` keeps the config and database.
+    SMTP server. With ``resolve_some``, an agent then resolves a few items with a reply
+    (:data:`DEMO_RESOLUTIONS`) and customers answer the survey, so the retrospective report
+    has something to show. Both servers are stopped on return; ``folder`` keeps the config
+    and database.
     """
     folder.mkdir(parents=True, exist_ok=True)
     async with AsyncExitStack() as stack:
@@ -157,6 +169,8 @@ async def ingest_demo(folder: Path, *, extra_mail: Sequence[bytes] = ()) -> Demo
         x_found = _post_demo_x(x_api, datetime.now(UTC))
         config_path = _write_config(folder, imap, smtp, x_api)
         report = await _ingest(config_path)
+        if resolve_some:
+            await resolve_demo_items(config_path, imap, smtp)
         return DemoRun(
             config_path,
             delivered + len(extra_mail),
@@ -235,7 +249,6 @@ def _write_config(
             imap_port=imap.port,
             username=imap.username,
             password_env=PASSWORD_ENV,
-            web_token_env=WEB_TOKEN_ENV,
             smtp_host=smtp.host,
             smtp_port=smtp.port,
             x_api_url=x_api.base_url,
@@ -255,6 +268,74 @@ async def _ingest(config_path: Path) -> RunReport:
         await engine.dispose()
     async with AsyncExitStack() as stack:
         daemon = await Daemon.open(settings, stack)
+        return await daemon.run_once()
+
+
+#: What the demo's agent answers, and what the customers answer back (``None``: no answer).
+#: The last is resolved silently: nothing is sent.
+DEMO_RESOLUTIONS: Final = (
+    ("Your withdrawal was sent; it is confirmed on the network now.", "Solved, thank you! 5"),
+    ("We credited your deposit after checking the transaction.", "Still not solved. 2"),
+    ("We have unlocked your account; please change your password.", None),
+    (None, None),
+)
+
+
+async def resolve_demo_items(
+    config_path: Path, imap: LoopbackImapServer, smtp: LoopbackSmtpServer
+) -> None:
+    """Resolve the first acknowledged e-mail items (:data:`DEMO_RESOLUTIONS`), deliver the
+    notices, and let customers answer some of them on the notice's thread."""
+    from .resolution import notice_templates, resolve_with_reply
+
+    settings = load_settings(config_path)
+    engine = create_engine(database_url(settings.storage.url, settings.config_dir))
+    try:
+        items = [
+            row
+            for row in await queue_listing(engine)
+            if row["channel"] == "email" and row["ack_decision"] == "send"
+        ]
+        templates = await notice_templates(settings)
+        for row, (reply, _) in zip(items, DEMO_RESOLUTIONS, strict=False):
+            await resolve_with_reply(
+                engine,
+                row["reference"],
+                DEMO_AGENT,
+                reply=reply,
+                templates=templates,
+                loop_marker=settings.replies.loop_marker,
+                origin="demo",
+            )
+    finally:
+        await engine.dispose()
+    sent_before = len(smtp.received)
+    await _run_once(config_path)
+    answers = [answer for reply, answer in DEMO_RESOLUTIONS if reply is not None]
+    for mail, answer in zip(smtp.received[sent_before:], answers, strict=False):
+        if answer is not None:
+            await imap.append("INBOX", _survey_answer(mail, answer))
+    await _run_once(config_path)
+
+
+def _survey_answer(notice: ReceivedMail, text: str) -> bytes:
+    """The customer's reply to ``notice``, threaded to it, saying ``text``."""
+    sent = message_from_bytes(notice.data, policy=policy.default)
+    answer = EmailMessage()
+    answer["Message-ID"] = make_msgid(domain="example.net")
+    answer["Date"] = formatdate(usegmt=True)
+    answer["From"] = notice.rcpt_tos[0]
+    answer["To"] = str(sent["From"])
+    answer["Subject"] = f"Re: {sent['Subject']}"
+    answer["In-Reply-To"] = str(sent["Message-ID"])
+    answer["References"] = f"{sent['References'] or ''} {sent['Message-ID']}".strip()
+    answer.set_content(text)
+    return bytes(answer).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+async def _run_once(config_path: Path) -> RunReport:
+    async with AsyncExitStack() as stack:
+        daemon = await Daemon.open(load_settings(config_path), stack)
         return await daemon.run_once()
 
 
@@ -282,7 +363,10 @@ async def _report(config_path: Path, received: list[ReceivedMail]) -> None:
         await engine.dispose()
     print("THE QUEUE")
     print(format_queue(items))
-    print(f"\nACKNOWLEDGMENTS SENT ({len(received)}), as the SMTP server received them")
+    print(
+        f"\nMAIL SENT ({len(received)}): acknowledgments, then resolution notices, "
+        "as the SMTP server received them"
+    )
     for mail in received:
         parsed = message_from_bytes(mail.data, policy=policy.default)
         print(f"  to {', '.join(mail.rcpt_tos):<32} {parsed['Subject']}")
@@ -290,6 +374,23 @@ async def _report(config_path: Path, received: list[ReceivedMail]) -> None:
     for row in decisions:
         if row["ack_decision"] != "send":
             print(f"  {row['reference']}  {row['sender'][:32]:<32} {row['ack_reason']}")
+
+
+async def _write_demo_report(config_path: Path, folder: Path) -> None:
+    """The retrospective report of everything the demo stored, written into ``folder``."""
+    from .report import build_report, earliest_record
+    from .web.report_page import write_report  # matplotlib loads only when asked for
+
+    settings = load_settings(config_path)
+    engine = create_engine(database_url(settings.storage.url, settings.config_dir))
+    try:
+        until = datetime.now(UTC) + timedelta(seconds=1)
+        since = await earliest_record(engine) or until
+        report = await build_report(engine, since=since, until=until)
+    finally:
+        await engine.dispose()
+    written = await asyncio.to_thread(write_report, report, folder)
+    print(f"\nTHE RETROSPECTIVE REPORT: {written[0]} (and {len(written) - 1} CSV files)")
 
 
 def _report_x(run: DemoRun) -> None:
@@ -307,13 +408,22 @@ async def _serve(config_path: Path, port: int) -> None:
     """Serve the demo's database on 127.0.0.1 until SIGINT or SIGTERM."""
     from .web.server import start_web, stop_signalled  # the web stack loads only when asked for
 
-    token = os.environ[WEB_TOKEN_ENV] = secrets.token_urlsafe(18)
     settings = load_settings(config_path)
     async with AsyncExitStack() as stack:
         engine = create_engine(database_url(settings.storage.url, settings.config_dir))
         stack.push_async_callback(engine.dispose)
+        token = await demo_token(engine)
         server = await start_web(stack, engine, settings, port=port)
         print(f"\nTHE QUEUE PAGE: {server.url}")
-        print(f"  sign in with any name and the token {token}")
+        print(f"  sign in as {DEMO_AGENT} (a lead: every team's items) with the token {token}")
         print("  Ctrl-C stops it.", flush=True)
         await stop_signalled()
+
+
+async def demo_token(engine: AsyncEngine) -> str:
+    """A fresh day-long token for the demo's lead, added to the agents if need be."""
+    actor = cli_actor()
+    with suppress(AgentConflictError):  # a kept demo folder was served before
+        await add_agent(engine, DEMO_AGENT, "customer_service", role="lead", actor=actor)
+    issued = await issue_token(engine, DEMO_AGENT, ttl_days=1, actor=actor)
+    return issued.token

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .config import Settings, SourceSettings
 from .errors import InboxError, RetryableError
 from .interfaces import Batch, Cursor, FailedMessage, FeedbackRecord, SourceAdapter
+from .metrics import ServiceMetrics
 from .pipeline.dedupe import DedupeIndex
 from .pipeline.reply_policy import ReplyContext
 from .pipeline.triage import Triage
@@ -71,6 +73,7 @@ class SourceRunner:
         index: DedupeIndex,
         settings: Settings,
         owner: str,
+        metrics: ServiceMetrics,
     ) -> None:
         self.source = source
         self.adapter = adapter
@@ -79,6 +82,7 @@ class SourceRunner:
         self._index = index
         self._settings = settings
         self._owner = owner
+        self._metrics = metrics
         self._open = False
         self._holding = False
 
@@ -178,7 +182,9 @@ class SourceRunner:
 
     async def _one_batch(self, report: PollReport) -> bool:
         cursor, version = await load_cursor(self._engine, self.source.name)
-        batch = await self._fetch(cursor)
+        with self._metrics.fetch_timer(self.source.name):
+            batch = await self._fetch(cursor)
+        started_s = time.perf_counter()
         records, failures = self._triage_batch(batch)
         plan = BatchPlan(
             source=self.source.name,
@@ -199,9 +205,23 @@ class SourceRunner:
         except BaseException:
             self._index.forget(references)  # never stored: nothing may repeat them
             raise
+        pipeline_s = time.perf_counter() - started_s
         self._index.forget(references - set(outcome.stored_references))
         report.add(batch, outcome)
         await self._after_commit(batch)
+        self._log_stored(records, outcome)
+        await self._metrics.batch_committed(
+            self._engine, batch, records, outcome, source=self.source.name, pipeline_s=pipeline_s
+        )
+        return batch.more
+
+    def _log_stored(self, records: Sequence[FeedbackRecord], outcome: BatchOutcome) -> None:
+        """Log each stored record (reference and labels, never text), then the batch's counts."""
+        stored = set(outcome.stored_references)
+        if logger.isEnabledFor(logging.INFO):
+            for record in records:
+                if record.reference in stored:
+                    logger.info("record stored", extra=_record_fields(record))
         logger.info(
             "batch stored",
             extra={
@@ -213,7 +233,6 @@ class SourceRunner:
                 "replies_queued": outcome.replies_queued,
             },
         )
-        return batch.more
 
     async def _after_commit(self, batch: Batch) -> None:
         try:
@@ -269,6 +288,23 @@ class SourceRunner:
     def _own_addresses(self) -> frozenset[str]:
         configured = {address.lower() for address in self._settings.replies.own_addresses}
         return frozenset(configured | self.adapter.own_addresses())
+
+
+def _record_fields(record: FeedbackRecord) -> dict[str, object]:
+    """What a log line tells of a stored record: labels and kinds, nothing the sender wrote."""
+    return {
+        "source": record.source,
+        "stage": "commit",
+        "reference": record.reference,
+        "channel": record.message.channel,
+        "language": record.language,
+        "category": record.classification.category,
+        "priority": record.classification.priority,
+        "team": record.classification.team,
+        "redactions": dict(record.redactions),
+        "duplicate_of": record.duplicate_of,
+        "incident": record.incident.key if record.incident else None,
+    }
 
 
 async def _set_within(event: asyncio.Event, timeout_s: float) -> bool:

@@ -7,6 +7,7 @@ core only ever talks to them through the protocols here.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
@@ -332,6 +333,22 @@ class SourceAdapter(Protocol):
 
     def can_send(self) -> bool:
         """True when the source is configured to send replies at all."""
+
+
+@runtime_checkable
+class DeliveryPass(Protocol):
+    """A :class:`SourceAdapter` that keeps a connection open over several sends (optional).
+
+    The outbox sender enters :meth:`delivery_pass` around each pass over the due replies,
+    so an adapter whose peer costs a connection per reply (an SMTP relay) pays it once.
+    """
+
+    def delivery_pass(self) -> AbstractAsyncContextManager[None]:
+        """Hold what :meth:`SourceAdapter.send` needs open until the context exits.
+
+        Every ``send`` inside still reports its own outcome, and nothing is sent on
+        entering; a connection lost midway is opened again by a later ``send``.
+        """
 
 
 class AdapterPlugin(Protocol):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
@@ -14,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .config import OutboxSettings
 from .ingest import utcnow
-from .interfaces import SendResult, SourceAdapter
+from .interfaces import DeliveryPass, SendResult, SourceAdapter
+from .metrics import ServiceMetrics
 from .storage.repository import (
     ClaimedReply,
     claim_due_replies,
@@ -64,11 +66,13 @@ class OutboxSender:
         settings: OutboxSettings,
         *,
         claim_ttl_s: float,
+        metrics: ServiceMetrics,
     ) -> None:
         self._engine = engine
         self._adapters = adapters
         self._settings = settings
         self._claim_ttl_s = claim_ttl_s
+        self._metrics = metrics
 
     async def deliver_due(self) -> DeliveryReport:
         """Send every due reply of the sources this process serves, one claim batch at a time."""
@@ -76,17 +80,22 @@ class OutboxSender:
         await recover_interrupted_sends(
             self._engine, resend_channels=RESENDABLE_CHANNELS, now=utcnow()
         )
-        while True:
-            claimed = await claim_due_replies(
-                self._engine,
-                now=utcnow(),
-                limit=self._settings.batch_size,
-                sources_served=list(self._adapters),
-                claim_ttl_s=self._claim_ttl_s,
-            )
-            await self._deliver_claimed(claimed, report)
-            if len(claimed) < self._settings.batch_size:
-                return report
+        async with AsyncExitStack() as connections:
+            # One connection per adapter for the whole pass, not one per reply.
+            for adapter in self._adapters.values():
+                if isinstance(adapter, DeliveryPass):
+                    await connections.enter_async_context(adapter.delivery_pass())
+            while True:
+                claimed = await claim_due_replies(
+                    self._engine,
+                    now=utcnow(),
+                    limit=self._settings.batch_size,
+                    sources_served=list(self._adapters),
+                    claim_ttl_s=self._claim_ttl_s,
+                )
+                await self._deliver_claimed(claimed, report)
+                if len(claimed) < self._settings.batch_size:
+                    return report
 
     async def _deliver_claimed(
         self, claimed: Sequence[ClaimedReply], report: DeliveryReport
@@ -128,6 +137,7 @@ class OutboxSender:
             )
         await finish_reply(self._engine, item.reply, result, now=utcnow(), retry_at=retry_at)
         setattr(report, result.outcome, getattr(report, result.outcome) + 1)
+        self._metrics.reply_finished(item.source, result.outcome)
         logger.info(
             "reply %s",
             result.outcome,

@@ -4,9 +4,14 @@ A queue item moves ``new -> claimed -> resolved``. While it waits it may also be
 ``reopened`` (its sender wrote again on the resolved conversation) or ``escalated`` (its
 priority was raised); ``new``, ``reopened`` and ``escalated`` are the *waiting* states.
 Every operation is one short transaction, and every change of state appends a row to
-``queue_events`` (who, when, from what, to what).
+``queue_events`` (who, when, from what, to what). What staff do (a view of an item's detail,
+a claim, a resolution, an escalation, a reassignment, an export) also appends one row to
+the audit log (:mod:`.audit`: who, from where) in the same transaction.
 
 Decisions the callers (CLI, HTTP API, web page) rely on:
+
+- **What an agent may see** is a :class:`~.visibility.Scope`: an item it hides is not
+  found, exactly as an unknown reference, and is left out of listings and counts.
 
 - **Claims are atomic.** The item row is locked (``FOR UPDATE``, ``SKIP LOCKED`` for the next
   item) on PostgreSQL; SQLite transactions are ``BEGIN IMMEDIATE``, so one writer decides at
@@ -34,19 +39,30 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import Row, Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Row, Select, and_, delete, func, insert, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import Join
 
+from . import audit
+from .audit import Actor, AuditEntry
 from .errors import InboxError
 from .interfaces import FeedbackRecord
-from .storage.schema import feedback_records, incidents, outbox, queue_events, queue_items
+from .storage.schema import (
+    feedback_records,
+    incidents,
+    outbox,
+    queue_events,
+    queue_items,
+    resolution_notices,
+)
+from .visibility import Scope
 
 PRIORITIES: Final = ("P1", "P2", "P3", "P4")
 WAITING: Final = ("new", "reopened", "escalated")
@@ -58,8 +74,12 @@ SYSTEM_ACTOR: Final = "inbox-daemon"
 REPLAY_ACTOR: Final = "replay"
 MAX_PAGE: Final = 500
 MAX_NOTE_CHARS: Final = 10_000
+MAX_AUDIT_SHOWN: Final = 200
+#: Items one export holds at most.
+MAX_EXPORT: Final = 10_000
 
 _REFERENCE = re.compile(r"FB-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}")
+_NO_RECORD = "no feedback record has the reference {reference}"
 _LABEL = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}", re.IGNORECASE)
 
 
@@ -248,7 +268,8 @@ class ItemDetail:
 
     ``full_text`` is the text as received (quotes and signature kept, secrets redacted);
     ``item.text`` the normalised text. ``thread``: other records of the conversation or
-    sender, newest first, capped.
+    sender, newest first, capped. ``audit``: the audit log's rows about the item (views,
+    claims, exports…), oldest first, the newest :data:`MAX_AUDIT_SHOWN` of them.
     """
 
     item: QueueItem
@@ -262,6 +283,11 @@ class ItemDetail:
     incident: IncidentSummary | None
     thread: tuple[ThreadEntry, ...]
     history: tuple[QueueEvent, ...]
+    audit: tuple[AuditEntry, ...] = ()
+
+
+#: Work done in a resolution's transaction: ``(conn, item_id, resolved_at)``.
+ResolveHook = Callable[[AsyncConnection, int, datetime], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,16 +326,18 @@ async def list_items(
     cursor: str | None = None,
     limit: int = 50,
     now: datetime | None = None,
+    scope: Scope | None = None,
 ) -> QueuePage:
     """The items matching ``filters``, most urgent first: priority, due time, then age.
 
     Pages are keyset pages on (priority, due time, id): an item added or resolved between
-    two pages never makes another one appear twice or be skipped.
+    two pages never makes another one appear twice or be skipped. With ``scope``, only the
+    items it allows are listed.
 
     Raises:
         InvalidInputError: a malformed cursor or a limit outside 1..500.
     """
-    at, query = _now(now), _listing(filters or QueueFilter())
+    at, query = _now(now), _listing(filters or QueueFilter(), scope)
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInputError(f"expected 1 to {MAX_PAGE}, got {limit}", field="limit")
     if cursor:
@@ -322,9 +350,20 @@ async def list_items(
 
 
 async def show_item(
-    engine: AsyncEngine, reference: str, *, thread_limit: int = 20, now: datetime | None = None
+    engine: AsyncEngine,
+    reference: str,
+    *,
+    thread_limit: int = 20,
+    now: datetime | None = None,
+    scope: Scope | None = None,
+    viewer: Actor | None = None,
+    view_log_interval_s: float = 0.0,
 ) -> ItemDetail:
     """The item ``reference`` with its record, acknowledgment, incident, thread and history.
+
+    With ``scope``, an item it hides is not found, and the thread leaves out what it hides.
+    A ``viewer`` is logged in the audit log as having read the item (not again within
+    ``view_log_interval_s`` of their last logged read of it).
 
     Raises:
         NotFoundError: no item has that reference (the message says where a repeat went).
@@ -332,7 +371,9 @@ async def show_item(
     """
     ref, at = _reference(reference), _now(now)
     async with _session(engine, at) as conn:
-        state = await _locate(conn, ref, lock=False)
+        state = await _locate(conn, ref, lock=False, scope=scope)
+        if viewer is not None:
+            await audit.append_view(conn, viewer, ref, at=at, repeat_s=view_log_interval_s)
         row = (
             await conn.execute(_item_columns(_record_columns()).where(queue_items.c.id == state.id))
         ).one()
@@ -349,26 +390,70 @@ async def show_item(
             attachments=tuple(row.attachments),
             acknowledgment=await _acknowledgment(conn, row),
             incident=incident,
-            thread=await _thread(conn, row, thread_limit),
+            thread=await _thread(conn, row, thread_limit, scope),
             history=await _history(conn, state.id),
+            audit=await audit.entries(conn, item_ref=ref, limit=MAX_AUDIT_SHOWN),
         )
 
 
 async def list_incidents(
-    engine: AsyncEngine, *, limit: int = 100, now: datetime | None = None
+    engine: AsyncEngine,
+    *,
+    limit: int = 100,
+    now: datetime | None = None,
+    scope: Scope | None = None,
 ) -> tuple[IncidentSummary, ...]:
-    """Incidents, most recently reported first, each with its queue items counted by state."""
+    """Incidents, most recently reported first, each with its queue items counted by state.
+
+    With ``scope``, only incidents with a report it allows are listed, and only the items it
+    allows are counted.
+    """
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInputError(f"expected 1 to {MAX_PAGE}, got {limit}", field="limit")
+    query = select(incidents.c.id)
+    if scope is not None:
+        record = feedback_records.c
+        query = query.where(
+            select(record.id)
+            .select_from(_records_with_items())
+            .where(record.incident_id == incidents.c.id, _visible_record(scope))
+            .exists()
+        )
     async with _session(engine, _now(now)) as conn:
         ids = (
             await conn.execute(
-                select(incidents.c.id)
-                .order_by(incidents.c.last_seen.desc(), incidents.c.id.desc())
-                .limit(limit)
+                query.order_by(incidents.c.last_seen.desc(), incidents.c.id.desc()).limit(limit)
             )
         ).scalars()
-        return await _incidents(conn, list(ids))
+        return await _incidents(conn, list(ids), scope)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """How many open items one team holds at one priority in one state."""
+
+    team: str
+    priority: str
+    status: str
+    items: int
+
+
+async def queue_depth(engine: AsyncEngine) -> list[QueueDepth]:
+    """Open items (every state but ``resolved``) counted by team, priority and state.
+
+    A read only: a claim past its expiry counts as ``claimed`` until the next queue
+    operation returns it, so metrics and ``status`` never write to the queue.
+    """
+    columns = (queue_items.c.team, queue_items.c.priority, queue_items.c.state)
+    query = (
+        select(*columns, func.count())
+        .where(queue_items.c.state != "resolved")
+        .group_by(*columns)
+        .order_by(*columns)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [QueueDepth(team, priority, status, count) for team, priority, status, count in rows]
 
 
 # --- changes by agents -------------------------------------------------------------------
@@ -381,8 +466,13 @@ async def claim(
     *,
     claim_timeout_s: float,
     now: datetime | None = None,
+    scope: Scope | None = None,
+    origin: str = "",
 ) -> QueueItem:
     """Claim the item ``reference`` for ``agent`` (renewing the claim if ``agent`` holds it).
+
+    ``scope`` is what ``agent`` may see; ``origin`` where the request came from (both for
+    the audit log row the claim writes).
 
     Raises:
         NotFoundError: no item has that reference.
@@ -391,12 +481,12 @@ async def claim(
     """
     ref, who, at = _reference(reference), _agent(agent), _now(now)
     async with _session(engine, at) as conn:
-        state = await _locate(conn, ref, lock=True)
+        state = await _locate(conn, ref, lock=True, scope=scope)
         if state.state == "resolved":
             raise ConflictError(f"{ref} is resolved; it reopens when its sender writes again")
         if state.state == "claimed" and state.assignee != who:
             raise ConflictError(_held(state))
-        await _take(conn, state, who, at, claim_timeout_s)
+        await _take(conn, state, Actor(who, origin), at, claim_timeout_s)
         return await _item_by_id(conn, state.id, at)
 
 
@@ -407,8 +497,10 @@ async def claim_next(
     *,
     claim_timeout_s: float,
     now: datetime | None = None,
+    scope: Scope | None = None,
+    origin: str = "",
 ) -> QueueItem:
-    """Claim the most urgent waiting item of ``team`` for ``agent``.
+    """Claim the most urgent waiting item of ``team`` (that ``scope`` allows) for ``agent``.
 
     Most urgent: the highest priority, then the earliest due time, then the oldest. On
     PostgreSQL, rows another agent is claiming right now are skipped, not waited for.
@@ -423,6 +515,7 @@ async def claim_next(
         query = (
             _state_query()
             .where(queue_items.c.team == team, queue_items.c.state.in_(WAITING))
+            .where(_visible_item(scope))
             .order_by(queue_items.c.priority, queue_items.c.due_at, queue_items.c.id)
             .limit(1)
         )
@@ -432,7 +525,7 @@ async def claim_next(
         if row is None:
             raise NotFoundError(f"no item of team {team!r} is waiting to be claimed")
         state = _State(*row)
-        await _take(conn, state, who, at, claim_timeout_s)
+        await _take(conn, state, Actor(who, origin), at, claim_timeout_s)
         return await _item_by_id(conn, state.id, at)
 
 
@@ -443,10 +536,16 @@ async def resolve(
     *,
     note: str | None = None,
     now: datetime | None = None,
+    scope: Scope | None = None,
+    origin: str = "",
+    then: ResolveHook | None = None,
 ) -> QueueItem:
     """Resolve the item ``reference`` as ``agent``, with an optional ``note``.
 
-    A claimed item is resolved only by its holder; a waiting item by anyone.
+    A claimed item is resolved only by its holder; a waiting item by anyone (who may see it).
+    The audit log's row says whether there was a note, never what it says. ``then`` runs in
+    the same transaction once the item is resolved (the resolution notice's outbox row), so
+    the notice is queued if and only if the item is resolved.
 
     Raises:
         NotFoundError: no item has that reference.
@@ -456,7 +555,7 @@ async def resolve(
     ref, who, at = _reference(reference), _agent(agent), _now(now)
     text = _note(note)
     async with _session(engine, at) as conn:
-        state = await _locate(conn, ref, lock=True)
+        state = await _locate(conn, ref, lock=True, scope=scope)
         if state.state == "resolved":
             raise ConflictError(f"{ref} is already resolved (at {_iso(state.resolved_at)})")
         if state.state == "claimed" and state.assignee != who:
@@ -469,6 +568,12 @@ async def resolve(
             "claim_expires_at": None,
         }
         await _change(conn, state, _Change("resolve", who, at, resolved, text or ""))
+        detail = {"from": state.state, "note": text is not None}
+        await audit.append(
+            conn, Actor(who, origin), audit.RESOLVE, at=at, item_ref=ref, detail=detail
+        )
+        if then is not None:
+            await then(conn, state.id, at)
         return await _item_by_id(conn, state.id, at)
 
 
@@ -480,6 +585,8 @@ async def escalate(
     *,
     sla_s: Mapping[str, int],
     now: datetime | None = None,
+    scope: Scope | None = None,
+    origin: str = "",
 ) -> QueueItem:
     """Raise the priority of the item ``reference`` to ``priority`` as ``agent``.
 
@@ -491,7 +598,7 @@ async def escalate(
     ref, who, at = _reference(reference), _agent(agent), _now(now)
     _check_choice("priority", priority, PRIORITIES)
     async with _session(engine, at) as conn:
-        state = await _locate(conn, ref, lock=True)
+        state = await _locate(conn, ref, lock=True, scope=scope)
         if state.state == "resolved":
             raise ConflictError(f"{ref} is resolved; it cannot be escalated")
         if _rank(priority) >= _rank(state.priority):
@@ -505,7 +612,128 @@ async def escalate(
         }
         detail = f"{state.priority} -> {priority}"
         await _change(conn, state, _Change("escalate", who, at, raised, detail))
+        change = {"from": state.priority, "to": priority}
+        await audit.append(
+            conn, Actor(who, origin), audit.ESCALATE, at=at, item_ref=ref, detail=change
+        )
         return await _item_by_id(conn, state.id, at)
+
+
+async def reassign(
+    engine: AsyncEngine,
+    reference: str,
+    agent: str,
+    *,
+    team: str | None = None,
+    assignee: str | None = None,
+    assignee_scope: Scope | None = None,
+    claim_timeout_s: float,
+    now: datetime | None = None,
+    scope: Scope | None = None,
+    origin: str = "",
+) -> QueueItem:
+    """Move the item ``reference`` to another ``team`` and/or hand it to ``assignee``.
+
+    ``agent`` acts (callers let leads and admins only). With ``assignee`` the item becomes
+    claimed by them, as by their own claim; with only ``team`` a claimed item returns to the
+    waiting state it was claimed from, for the new team to take. ``assignee_scope`` is what
+    ``assignee`` may see: an item they could not see is not handed to them.
+
+    Raises:
+        NotFoundError: no item has that reference (or ``scope`` hides it).
+        ConflictError: it is resolved, the change changes nothing, or ``assignee`` may not
+            see the item.
+        InvalidInputError: a malformed reference, team or name, or neither team nor assignee.
+    """
+    ref, who, at = _reference(reference), _agent(agent), _now(now)
+    _check_label("team", team)
+    target = None if assignee is None else _agent(assignee)
+    if team is None and target is None:
+        raise InvalidInputError("give the new team, the new assignee, or both", field="team")
+    async with _session(engine, at) as conn:
+        state = await _locate(conn, ref, lock=True, scope=scope)
+        if state.state == "resolved":
+            raise ConflictError(f"{ref} is resolved; it cannot be reassigned")
+        old_team, category = (
+            await conn.execute(
+                select(queue_items.c.team, feedback_records.c.category)
+                .join(feedback_records, feedback_records.c.id == queue_items.c.record_id)
+                .where(queue_items.c.id == state.id)
+            )
+        ).one()
+        new_team = team or old_team
+        if assignee_scope is not None and not assignee_scope.allows(new_team, category):
+            raise ConflictError(f"{target} may not see items of team {new_team} ({category})")
+        values = await _reassignment(conn, state, new_team, target, at, claim_timeout_s)
+        if new_team == old_team and (target is None or target == state.assignee):
+            raise ConflictError(
+                f"{ref} is with {new_team} and {state.assignee or 'nobody'} already"
+            )
+        moved = {"team": [old_team, new_team], "assignee": [state.assignee, values["assignee"]]}
+        detail = f"team {old_team} -> {new_team}; assignee {state.assignee} -> {values['assignee']}"
+        await _change(conn, state, _Change("reassign", who, at, values, detail))
+        await audit.append(
+            conn, Actor(who, origin), audit.REASSIGN, at=at, item_ref=ref, detail=moved
+        )
+        return await _item_by_id(conn, state.id, at)
+
+
+async def _reassignment(
+    conn: AsyncConnection,
+    state: _State,
+    team: str,
+    assignee: str | None,
+    at: datetime,
+    claim_timeout_s: float,
+) -> dict[str, object]:
+    """The column values of a reassignment (see :func:`reassign`)."""
+    values: dict[str, object] = {"team": team, "assignee": state.assignee}
+    if assignee is not None:
+        expires_at = at + timedelta(seconds=claim_timeout_s)
+        values |= {"state": "claimed", "assignee": assignee, "claim_expires_at": expires_at}
+        values["claimed_at"] = at
+    elif state.state == "claimed":
+        waiting = (await _claimed_from(conn, [state.id])).get(state.id, "new")
+        values |= {"state": waiting, "assignee": None, "claimed_at": None}
+        values["claim_expires_at"] = None
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """The items of an export, most urgent first; ``complete`` is false past the cap."""
+
+    items: tuple[QueueItem, ...]
+    complete: bool
+
+
+async def export_items(
+    engine: AsyncEngine,
+    filters: QueueFilter | None = None,
+    *,
+    actor: Actor,
+    scope: Scope | None = None,
+    limit: int = MAX_EXPORT,
+    now: datetime | None = None,
+) -> Export:
+    """Every item matching ``filters`` that ``scope`` allows (up to ``limit``), for ``actor``.
+
+    The audit log's row names the filters and every reference that left, so a person can
+    learn later who took their data out.
+    """
+    at, query = _now(now), _listing(filters or QueueFilter(), scope)
+    async with _session(engine, at) as conn:
+        rows = (await conn.execute(query.limit(limit + 1))).all()
+        items = tuple(_item(row, at) for row in rows[:limit])
+        given = {f.name: getattr(filters, f.name) for f in fields(QueueFilter)} if filters else {}
+        detail = {
+            "filters": {name: value for name, value in given.items() if value is not None},
+            "count": len(items),
+            "complete": len(rows) <= limit,
+            "references": [item.reference for item in items],
+        }
+        await audit.append(conn, actor, audit.EXPORT, at=at, detail=detail)
+    return Export(items, len(rows) <= limit)
 
 
 async def release_expired_claims(engine: AsyncEngine, *, now: datetime | None = None) -> int:
@@ -553,6 +781,35 @@ async def reopen_resolved_threads(
         if fresh:
             reopened += await _reopen(conn, state, fresh, sla_s, now)
     return reopened
+
+
+async def reopen_item(
+    conn: AsyncConnection,
+    item_id: int,
+    follow_ups: Sequence[tuple[int, FeedbackRecord]],
+    *,
+    sla_s: Mapping[str, int],
+    now: datetime,
+) -> bool:
+    """Reopen the resolved item ``item_id`` for the new records ``follow_ups`` (which join
+    it), as a new message on its conversation would; False if it is not resolved."""
+    query = _state_query().where(queue_items.c.id == item_id)
+    if _is_postgresql(conn):
+        query = query.with_for_update(of=queue_items)
+    row = (await conn.execute(query)).first()
+    if row is None or row.state != "resolved":
+        return False
+    return await _reopen(conn, _State(*row), follow_ups, sla_s, now) == 1
+
+
+async def log_event(
+    conn: AsyncConnection, item_id: int, actor: str, action: str, detail: str, *, now: datetime
+) -> None:
+    """Add an event to the item's history without changing the item."""
+    query = _state_query().where(queue_items.c.id == item_id)
+    row = (await conn.execute(query)).first()
+    if row is not None:
+        await _apply(conn, _State(*row), _Change(action, actor, now, {}, detail))
 
 
 async def requeue_relabelled(
@@ -678,18 +935,21 @@ async def _claimed_from(conn: AsyncConnection, item_ids: Sequence[int]) -> dict[
 
 
 async def _take(
-    conn: AsyncConnection, state: _State, agent: str, at: datetime, timeout_s: float
+    conn: AsyncConnection, state: _State, agent: Actor, at: datetime, timeout_s: float
 ) -> None:
     expires_at = at + timedelta(seconds=timeout_s)
     values: dict[str, object] = {
         "state": "claimed",
-        "assignee": agent,
+        "assignee": agent.name,
         "claim_expires_at": expires_at,
     }
     if state.state != "claimed":
         values["claimed_at"] = at
     action = "renew" if state.state == "claimed" else "claim"
-    await _change(conn, state, _Change(action, agent, at, values, f"until {_iso(expires_at)}"))
+    until = _iso(expires_at)
+    await _change(conn, state, _Change(action, agent.name, at, values, f"until {until}"))
+    detail = {"from": state.state, "until": until}
+    await audit.append(conn, agent, action, at=at, item_ref=state.reference, detail=detail)
 
 
 async def _change(conn: AsyncConnection, state: _State, change: _Change) -> None:
@@ -725,14 +985,38 @@ async def _apply(conn: AsyncConnection, state: _State, change: _Change) -> bool:
     return True
 
 
-async def _locate(conn: AsyncConnection, reference: str, *, lock: bool) -> _State:
+async def _locate(
+    conn: AsyncConnection, reference: str, *, lock: bool, scope: Scope | None = None
+) -> _State:
     query = _state_query().where(feedback_records.c.reference == reference)
     if lock and _is_postgresql(conn):
         query = query.with_for_update(of=queue_items)
     row = (await conn.execute(query)).first()
-    if row is None:
-        raise NotFoundError(await _why_missing(conn, reference))
-    return _State(*row)
+    if row is not None and (scope is None or await _allowed(conn, row.id, scope)):
+        return _State(*row)
+    if scope is not None and not await _record_allowed(conn, reference, scope):
+        raise NotFoundError(_NO_RECORD.format(reference=reference))
+    raise NotFoundError(await _why_missing(conn, reference))
+
+
+async def _allowed(conn: AsyncConnection, item_id: int, scope: Scope) -> bool:
+    """Whether ``scope`` allows the item ``item_id``."""
+    query = (
+        select(queue_items.c.id)
+        .join(feedback_records, feedback_records.c.id == queue_items.c.record_id)
+        .where(queue_items.c.id == item_id, _visible_item(scope))
+    )
+    return (await conn.scalar(query)) is not None
+
+
+async def _record_allowed(conn: AsyncConnection, reference: str, scope: Scope) -> bool:
+    """Whether ``scope`` allows the record ``reference`` (a hidden one is told as unknown)."""
+    query = (
+        select(feedback_records.c.id)
+        .select_from(_records_with_items())
+        .where(feedback_records.c.reference == reference, _visible_record(scope))
+    )
+    return (await conn.scalar(query)) is not None
 
 
 async def _why_missing(conn: AsyncConnection, reference: str) -> str:
@@ -749,7 +1033,7 @@ async def _why_missing(conn: AsyncConnection, reference: str) -> str:
         )
     ).first()
     if row is None:
-        return f"no feedback record has the reference {reference}"
+        return _NO_RECORD.format(reference=reference)
     if row.original is not None:
         return f"{reference} repeats {row.original} and is worked on there"
     joined = await conn.scalar(
@@ -846,6 +1130,28 @@ async def _reopen(
 # --- queries -----------------------------------------------------------------------------
 
 
+def _visible_item(scope: Scope | None) -> ColumnElement[bool]:
+    """Items ``scope`` allows, in a query joining queue items to their records."""
+    if scope is None:
+        return true()
+    return scope.clause(queue_items.c.team, feedback_records.c.category)
+
+
+def _visible_record(scope: Scope | None) -> ColumnElement[bool]:
+    """Records ``scope`` allows, by their item's team (their own without one).
+
+    For a query over :func:`_records_with_items`.
+    """
+    if scope is None:
+        return true()
+    team = func.coalesce(queue_items.c.team, feedback_records.c.team)
+    return scope.clause(team, feedback_records.c.category)
+
+
+def _records_with_items() -> Join:
+    return feedback_records.outerjoin(queue_items, queue_items.c.record_id == feedback_records.c.id)
+
+
 def _state_query(*extra: ColumnElement[Any]) -> Select[Any]:
     return select(
         queue_items.c.id,
@@ -862,6 +1168,10 @@ def _state_query(*extra: ColumnElement[Any]) -> Select[Any]:
 
 
 _original = feedback_records.alias("original")
+#: Outbox rows that carry resolution notices (resolution.py), not acknowledgments.
+_notice_rows = select(resolution_notices.c.outbox_id).where(
+    resolution_notices.c.outbox_id.is_not(None)
+)
 
 
 def _item_columns(extra: Sequence[ColumnElement[Any]] = ()) -> Select[Any]:
@@ -920,9 +1230,9 @@ def _record_columns() -> list[ColumnElement[Any]]:
     ]
 
 
-def _listing(filters: QueueFilter) -> Select[Any]:
+def _listing(filters: QueueFilter, scope: Scope | None = None) -> Select[Any]:
     record = feedback_records.c
-    matches: list[ColumnElement[bool]] = []
+    matches: list[ColumnElement[bool]] = [_visible_item(scope)]
     for value, column in (
         (filters.team, queue_items.c.team),
         (filters.priority, queue_items.c.priority),
@@ -977,7 +1287,7 @@ async def _acknowledgment(conn: AsyncConnection, row: Row[Any]) -> Acknowledgmen
                 outbox.c.sent_at,
                 outbox.c.payload,
             )
-            .where(outbox.c.record_id == row.record_id)
+            .where(outbox.c.record_id == row.record_id, outbox.c.id.not_in(_notice_rows))
             .order_by(outbox.c.id.desc())
             .limit(1)
         )
@@ -996,7 +1306,9 @@ async def _acknowledgment(conn: AsyncConnection, row: Row[Any]) -> Acknowledgmen
     )
 
 
-async def _thread(conn: AsyncConnection, row: Row[Any], limit: int) -> tuple[ThreadEntry, ...]:
+async def _thread(
+    conn: AsyncConnection, row: Row[Any], limit: int, scope: Scope | None
+) -> tuple[ThreadEntry, ...]:
     record = feedback_records.c
     same_thread = record.thread_key == row.thread_key
     query = (
@@ -1017,6 +1329,7 @@ async def _thread(conn: AsyncConnection, row: Row[Any], limit: int) -> tuple[Thr
             record.id != row.record_id,
             record.channel == row.channel,
             or_(same_thread, record.sender_id == row.sender_id),
+            _visible_record(scope),
         )
         .order_by(record.received_at.desc(), record.id.desc())
         .limit(limit)
@@ -1048,7 +1361,7 @@ async def _history(conn: AsyncConnection, item_id: int) -> tuple[QueueEvent, ...
 
 
 async def _incidents(
-    conn: AsyncConnection, incident_ids: Sequence[int]
+    conn: AsyncConnection, incident_ids: Sequence[int], scope: Scope | None = None
 ) -> tuple[IncidentSummary, ...]:
     """The incidents ``incident_ids``, in that order, with their items counted by state."""
     if not incident_ids:
@@ -1056,7 +1369,7 @@ async def _incidents(
     counts = await conn.execute(
         select(feedback_records.c.incident_id, queue_items.c.state, func.count())
         .join(queue_items, queue_items.c.record_id == feedback_records.c.id)
-        .where(feedback_records.c.incident_id.in_(incident_ids))
+        .where(feedback_records.c.incident_id.in_(incident_ids), _visible_item(scope))
         .group_by(feedback_records.c.incident_id, queue_items.c.state)
     )
     by_state: dict[int, dict[str, int]] = {}
@@ -1104,6 +1417,8 @@ def _agent(agent: str) -> str:
 
 def _note(note: str | None) -> str | None:
     text = (note or "").strip()
+    if "\x00" in text:  # PostgreSQL's text cannot hold it
+        raise InvalidInputError("a NUL character cannot be stored", field="note")
     if len(text) > MAX_NOTE_CHARS:
         raise InvalidInputError(
             f"{len(text)} characters; at most {MAX_NOTE_CHARS} are kept", field="note"

@@ -16,18 +16,23 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from . import audit
+from .alerts import AlertDispatcher, AlertReport
 from .config import ServiceSettings, Settings, SourceSettings, load_settings
 from .errors import ConfigError, InboxError, PermanentError, RetryableError
 from .ingest import PollReport, SourceRunner, utcnow
+from .metrics import ServiceMetrics
 from .outbox import DeliveryReport, OutboxSender
 from .pipeline.dedupe import DedupeIndex, DedupeSettings, restore_index
 from .pipeline.triage import Triage, load_triage
 from .registry import adapter_plugin
-from .storage.engine import create_engine, database_url
+from .retention import run_retention_job
+from .storage.engine import create_engine, database_url, describe_database
 from .storage.migrate import ensure_migrated
 from .storage.repository import recent_records, record_poll, register_sources
 
@@ -48,16 +53,18 @@ def backoff_delay_s(failures: int, settings: ServiceSettings, error: BaseExcepti
     return max(delay, defer_s or 0.0)
 
 
-def describe_error(error: BaseException) -> str:
+def describe_error(error: BaseException, *, database: str | None = None) -> str:
     """A one-line description of ``error`` fit for logs and ``status``.
 
     A database error's own text carries the statement's parameters (customer text); only the
-    driver's message is kept.
+    driver's message is kept, followed by ``database`` (which one failed: an operator with
+    several daemons must know which disk is full).
     """
     if isinstance(error, SQLAlchemyError):
         cause = getattr(error, "orig", None) or error.__cause__ or error
         first_line = str(cause).splitlines()[0] if str(cause) else ""
-        text = f"database error: {type(cause).__name__}: {first_line}"
+        where = f" ({database})" if database else ""
+        text = f"database error: {type(cause).__name__}: {first_line}{where}"
     else:
         text = f"{type(error).__name__}: {error}"
     return text[:_MAX_ERROR_CHARS]
@@ -90,6 +97,7 @@ class RunReport:
     polls: dict[str, PollReport] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     delivery: DeliveryReport = field(default_factory=DeliveryReport)
+    alerts: AlertReport = field(default_factory=AlertReport)
 
 
 class Daemon:
@@ -109,10 +117,12 @@ class Daemon:
         self._triage = triage
         self._index = index
         self._owner = owner
+        self.metrics = ServiceMetrics(database_timeout_s=settings.metrics.database_timeout_s)
         self.runners = {
             source.name: self._runner(source) for source in settings.sources if source.enabled
         }
         self.outbox = self._outbox()
+        self.alerts = AlertDispatcher(engine, settings.alerts)
         self._failures: dict[str, int] = dict.fromkeys(self.runners, 0)
         self._resume_at: dict[str, datetime] = {}
         self._in_flight: set[asyncio.Task[Any]] = set()
@@ -151,6 +161,7 @@ class Daemon:
             index=self._index,
             settings=self.settings,
             owner=self._owner,
+            metrics=self.metrics,
         )
 
     def _outbox(self) -> OutboxSender:
@@ -160,6 +171,7 @@ class Daemon:
             adapters,
             self.settings.outbox,
             claim_ttl_s=self.settings.service.lease_ttl_s,
+            metrics=self.metrics,
         )
 
     async def close(self) -> None:
@@ -177,6 +189,7 @@ class Daemon:
             else:
                 report.errors[name] = poll
         report.delivery = await self.outbox.deliver_due()
+        report.alerts = await self.alerts.run()
         return report
 
     async def poll_source(self, name: str) -> PollReport | str:
@@ -188,21 +201,60 @@ class Daemon:
         except (OSError, SQLAlchemyError) as exc:  # the database, or a socket outside an adapter
             return await self._failed(name, exc)
         self._failures[name] = 0
-        await record_poll(self.engine, name, now=utcnow(), fetched=poll.fetched)
+        now = utcnow()
+        self.metrics.source_polled(name, lease_held=poll.lease_held, at=now)
+        await self._record_state(name, now=now, fetched=poll.fetched)
         return poll
 
     async def _failed(self, name: str, error: BaseException) -> str:
         self._failures[name] += 1
         delay_s = backoff_delay_s(self._failures[name], self.settings.service, error)
         until = self._resume_at[name] = utcnow() + timedelta(seconds=delay_s)
-        text = describe_error(error)
-        await record_poll(self.engine, name, now=utcnow(), error=text, backoff_until=until)
-        logger.warning(
-            "source failed; backing off %.0f s",
+        text = describe_error(error, database=describe_database(self.engine.url))
+        self.metrics.source_failed(name)
+        # A source may fail for a while; a database that fails (full, gone) needs an operator.
+        level = logging.ERROR if isinstance(error, SQLAlchemyError) else logging.WARNING
+        logger.log(
+            level,
+            "source failed: %s; backing off %.0f s",
+            text,
             delay_s,
             extra={"source": name, "stage": "fetch", "error": text},
         )
+        await self._record_state(name, now=utcnow(), error=text, backoff_until=until)
         return text
+
+    async def _record_state(
+        self,
+        name: str,
+        *,
+        now: datetime,
+        fetched: int = 0,
+        error: str | None = None,
+        backoff_until: datetime | None = None,
+    ) -> None:
+        """Record a poll's outcome for ``status``.
+
+        The database may refuse it (often the very failure being recorded: a server that went
+        away); that is logged and the poll's outcome and backoff stand, so the job never dies
+        with a traceback that would carry the failed statement's customer text.
+        """
+        try:
+            await record_poll(
+                self.engine,
+                name,
+                now=now,
+                fetched=fetched,
+                error=error,
+                backoff_until=backoff_until,
+            )
+        except (OSError, SQLAlchemyError) as exc:
+            logger.warning(
+                "state of source %s not recorded: %s",
+                name,
+                describe_error(exc, database=describe_database(self.engine.url)),
+                extra={"source": name, "stage": "status"},
+            )
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Run the scheduled jobs until ``stop`` is set, then drain in-flight work.
@@ -220,6 +272,7 @@ class Daemon:
             coalesce=True,
             next_run_time=utcnow(),
         )
+        self._schedule_upkeep()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
         scheduler.start()
@@ -244,6 +297,36 @@ class Daemon:
             coalesce=True,
             next_run_time=utcnow(),
         )
+
+    def _schedule_upkeep(self) -> None:
+        """(Re)schedule the alerts job and the daily retention job, as configured now.
+
+        Both are jobs of their own: a target that hangs or a long retention run never
+        delays a source's batch.
+        """
+        if self._scheduler is None:
+            return
+        for job_id in ("alerts", "retention"):
+            if self._scheduler.get_job(job_id):
+                self._scheduler.remove_job(job_id)
+        if self.alerts.enabled:
+            self._scheduler.add_job(
+                self._alerts_job,
+                IntervalTrigger(seconds=self.settings.alerts.poll_interval_s),
+                id="alerts",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=utcnow(),
+            )
+        if self.settings.retention.retention_days:
+            hour, minute = self.settings.retention.run_at.split(":")
+            self._scheduler.add_job(
+                self._retention_job,
+                CronTrigger(hour=int(hour), minute=int(minute), timezone="UTC"),
+                id="retention",
+                max_instances=1,
+                coalesce=True,
+            )
 
     def _on_hangup(self) -> None:
         logger.info("SIGHUP: reloading the configuration", extra={"stage": "reload"})
@@ -270,6 +353,10 @@ class Daemon:
                     "configuration reload refused; the running configuration stays",
                     extra={"stage": "reload", "error": str(exc)},
                 )
+                await audit.record_reload(self.engine, self.settings.config_path, error=str(exc))
+                return False
+            # A reload that cannot be written to the audit log is not applied.
+            if not await audit.record_reload(self.engine, settings.config_path, error=None):
                 return False
             await self._apply(settings, triage)
             return True
@@ -291,6 +378,8 @@ class Daemon:
             self._failures[name] = 0
             self._schedule(name)
         self.outbox = self._outbox()
+        self.alerts = AlertDispatcher(self.engine, settings.alerts)
+        self._schedule_upkeep()
         await register_sources(self.engine, [(name, s.kind) for name, s in new.items()])
         logger.info(
             "configuration reloaded",
@@ -306,6 +395,7 @@ class Daemon:
         runner = self.runners.pop(name)
         self._failures.pop(name, None)
         self._resume_at.pop(name, None)
+        self.metrics.forget_source(name)
         await runner.release()
 
     async def _job(self, scheduler: AsyncIOScheduler, name: str) -> None:
@@ -321,6 +411,15 @@ class Daemon:
 
     async def _deliver_job(self) -> None:
         await self._tracked(self.outbox.deliver_due())
+
+    async def _alerts_job(self) -> None:
+        await self._tracked(self.alerts.run())
+
+    async def _retention_job(self) -> None:
+        # One replica runs it: the others find the lease taken and skip this day's run.
+        await self._tracked(
+            run_retention_job(self.engine, self.settings.retention, owner=self._owner)
+        )
 
     async def _tracked(self, work: Coroutine[Any, Any, T] | asyncio.Future[T]) -> T:
         # APScheduler 3 cancels running jobs when it shuts down; the daemon awaits its own

@@ -533,10 +533,17 @@ async def test_incidents_are_listed_with_their_items_by_state(engine: AsyncEngin
 
 @pytest.fixture
 async def cli_config(tmp_path: Path) -> Path:
-    """A migrated SQLite database beside its config file."""
+    """A migrated SQLite database beside its config file, with the agents the tests name."""
     path = tmp_path / "inbox.toml"
     path.write_text('config_version = 1\n[storage]\nurl = "sqlite:///./queue.db"\n')
     assert await run_cli(["migrate", "--config", str(path)]) == 0
+    for name, team, role in (
+        ("alice", "finance", "agent"),
+        ("bob", "finance", "agent"),
+        ("lead", "finance", "lead"),
+    ):
+        command = ["agents", "add", name, "--team", team, "--role", role]
+        assert await run_cli([*command, "--config", str(path)]) == 0
     return path
 
 
@@ -609,6 +616,8 @@ async def test_cli_errors_are_one_line_with_exit_codes(
         (("queue", "list", "--after", "zzz"), 2, "cursor: not a cursor"),
         (("queue", "claim", "--next", "--as", "bob"), 2, "--next and --team together"),
         (("queue", "escalate", reference, "--priority", "P7", "--as", "bob"), 2, "priority"),
+        (("queue", "resolve", reference, "--as", "mallory"), 2, "'mallory' is not an agent"),
+        (("queue", "claim", "--next", "--team", "finance", "--as", "Alice"), 2, "not an agent"),
     ]
     for argv, expected_code, says in cases:
         code, out, err = await cli(capsys, cli_config, *argv)

@@ -27,7 +27,7 @@ import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -59,6 +59,7 @@ from inbox_daemon.storage.schema import cursors, dead_letters, feedback_records,
 from inbox_email.mime import normalise_message_id
 from tests.conftest import PG_URL
 from tests.factories import NOW, message, record
+from tests.faults import record_count, settled, until
 from tests.peers import SlowProxy
 
 pytestmark = pytest.mark.timeout(60)
@@ -293,12 +294,6 @@ async def waiting_for_locks(engine: AsyncEngine, sessions: int) -> bool:
     return int(waiting or 0) >= sessions
 
 
-async def until(condition: Callable[[], Awaitable[bool]], *, timeout_s: float = 10) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not await condition():
-            await asyncio.sleep(0.02)
-
-
 @postgres_only
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 async def test_two_batches_of_one_sender_committing_at_once_keep_to_the_sender_limit(
@@ -490,21 +485,9 @@ async def lease_owner(engine: AsyncEngine) -> str | None:
         return owner
 
 
-async def record_count(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        return await conn.scalar(select(func.count()).select_from(feedback_records)) or 0
-
-
 async def wait_until_done(engine: AsyncEngine, mails: int) -> None:
     """Every mail stored and every acknowledgment finished (sent, or failed for good)."""
-    unfinished = select(func.count()).where(outbox.c.state.in_(("pending", "retry", "sending")))
-    async with asyncio.timeout(DONE_WITHIN_S):
-        while True:
-            async with engine.connect() as conn:
-                left = await conn.scalar(unfinished)
-            if not left and await record_count(engine) == mails:
-                return
-            await asyncio.sleep(0.5)
+    await until(lambda: settled(engine, mails), timeout_s=DONE_WITHIN_S, every_s=0.5)
 
 
 @postgres_only

@@ -10,9 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from inbox_daemon.loopback.imap import LoopbackImapServer
 from inbox_daemon.loopback.smtp import LoopbackSmtpServer
+from inbox_daemon.storage.schema import cursors, feedback_records
+from tests.daemon import migrated_engine
+from tests.peers import CuttingProxy, SlowProxy
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -169,3 +173,77 @@ async def test_sighup_applies_a_new_config_and_keeps_the_old_one_when_the_new_is
             service.send_signal(signal.SIGTERM)
             _, stderr = await asyncio.wait_for(service.communicate(), timeout=20)
         assert service.returncode == 0, stderr.decode()
+
+
+async def stored_uids_and_cursor(path: Path) -> tuple[list[int], int]:
+    """The INBOX UIDs of the stored records, and the last UID the cursor says was handled."""
+    async with migrated_engine(path) as engine, engine.connect() as conn:
+        refs = (await conn.execute(select(feedback_records.c.raw_ref))).scalars().all()
+        cursor = await conn.scalar(
+            select(cursors.c.value).where(cursors.c.source == "support-mail")
+        )
+    uids = sorted(int(ref.rpartition("uid=")[2]) for ref in refs)
+    return uids, int(cursor["folders"]["INBOX"]["last_uid"])
+
+
+async def test_sigint_lets_the_batch_in_hand_commit_and_exits_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVICE_IMAP_PASSWORD", "demopass")
+    async with LoopbackImapServer() as imap, LoopbackSmtpServer() as smtp:
+        for number in (1, 2, 3):
+            await imap.append("INBOX", mail(number, f"u{number}@example.net", "Deposit", "late"))
+        # Every answer of the server is held a moment: the poll is in flight for a while.
+        async with SlowProxy(imap.host, imap.port, delay_s=0.2) as slow:
+            path = config(tmp_path, imap, smtp)
+            text = path.read_text(encoding="utf-8").replace(
+                f"port = {imap.port}", f"port = {slow.port}"
+            )
+            path.write_text(text.replace("shutdown_grace_s = 5", "shutdown_grace_s = 60"))
+            migrate = await inbox_daemon("migrate", "--config", str(path))
+            assert await migrate.wait() == 0
+            service = await inbox_daemon("run", "--config", str(path))
+            try:
+                await log_line(service, "lease taken")  # the first poll has begun
+            finally:
+                service.send_signal(signal.SIGINT)
+                _, stderr = await asyncio.wait_for(service.communicate(), timeout=60)
+    assert service.returncode == 0, stderr.decode()
+    messages = [json.loads(line)["message"] for line in stderr.decode().splitlines() if line]
+    assert not [message for message in messages if message.startswith("abandoned")]
+    uids, last_uid = await stored_uids_and_cursor(path)
+    assert len(uids) == 3
+    assert last_uid == uids[-1]
+
+
+async def test_sigterm_abandons_a_stalled_batch_after_the_grace_and_exits_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVICE_IMAP_PASSWORD", "demopass")
+    async with LoopbackImapServer() as imap, LoopbackSmtpServer() as smtp:
+        await imap.append("INBOX", mail(1, "ana@example.net", "Deposit", "USDT deposit late"))
+        await imap.append("INBOX", mail(2, "bo@example.net", "Login", "STALL-MARKER no login"))
+        await imap.append("INBOX", mail(3, "cy@example.net", "KYC", "KYC pending"))
+        # The server stops answering in the middle of the second mail.
+        stalled = CuttingProxy(imap.host, imap.port, cut_after_marker=b"STALL-MARKER", stall=True)
+        async with stalled as proxy:
+            path = config(tmp_path, imap, smtp)
+            text = path.read_text(encoding="utf-8").replace(
+                f"port = {imap.port}", f"port = {proxy.port}"
+            )
+            text = text.replace("shutdown_grace_s = 5", "shutdown_grace_s = 1")
+            path.write_text(text.replace("timeout_s = 5", "timeout_s = 600\nbatch_size = 1"))
+            migrate = await inbox_daemon("migrate", "--config", str(path))
+            assert await migrate.wait() == 0
+            service = await inbox_daemon("run", "--config", str(path))
+            try:
+                await asyncio.wait_for(proxy.cut.wait(), timeout=30)
+            finally:
+                service.send_signal(signal.SIGTERM)
+                _, stderr = await asyncio.wait_for(service.communicate(), timeout=60)
+    assert service.returncode == 0, stderr.decode()
+    messages = [json.loads(line)["message"] for line in stderr.decode().splitlines() if line]
+    assert "abandoned 1 in-flight jobs after 1 s" in messages
+    uids, last_uid = await stored_uids_and_cursor(path)
+    assert len(uids) == 1  # the first mail only: its batch committed before the stall
+    assert last_uid == uids[0]

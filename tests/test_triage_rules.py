@@ -147,7 +147,7 @@ def test_record_carries_language_labels_decision_and_rendered_reply() -> None:
     assert record.classification.category == "deposit_withdrawal"
     assert record.reply is not None
     assert record.reply.recipient.handle == "alice@example.net"
-    assert record.reply.headers == {"X-Loop": "inbox-daemon"}
+    assert record.reply.headers["X-Loop"] == "inbox-daemon"
     assert record.reference in record.reply.text
 
 

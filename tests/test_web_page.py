@@ -1,8 +1,8 @@
 """The queue page in a real browser (Debian's chromium driven by Playwright) over the demo data.
 
 The demo mail goes through the real pipeline (loopback IMAP and SMTP, one daemon run), the
-web application serves the resulting database on loopback, and each test signs in as a
-support agent and works the page the way a person would.
+web application serves the resulting database on loopback, and each test signs in with a
+support agent's own token and works the page the way a person would.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import re
 import shutil
 import struct
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,10 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from inbox_daemon.agents import add_agent, issue_token, revoke_tokens
+from inbox_daemon.audit import Actor
 from inbox_daemon.config import load_settings
-from inbox_daemon.demo import WEB_TOKEN_ENV, DemoRun, ingest_demo
+from inbox_daemon.demo import DemoRun, ingest_demo
 from inbox_daemon.storage.engine import create_engine, database_url
 from inbox_daemon.web import pages
 from inbox_daemon.web.server import start_web
@@ -40,7 +43,12 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-TOKEN = "page-test-token-0123456789"
+#: The people who sign in: name -> (team, role). Leads see every team's items.
+STAFF = {
+    "Maya": ("customer_service", "lead"),
+    "Noor": ("finance", "lead"),
+    "Kim": ("customer_service", "agent"),
+}
 WIDE = {"width": 1400, "height": 900}
 #: Red, orange, blue and grey chips (the light scheme's), white text on each.
 PRIORITY_COLOURS = {
@@ -93,16 +101,13 @@ def _install_chromium() -> str:
     return "apt-get install chromium did not install /usr/bin/chromium"
 
 
-@pytest.fixture(scope="module")
-def environment() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(WEB_TOKEN_ENV, TOKEN)
-        yield
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def demo(tmp_path_factory: pytest.TempPathFactory, environment: None) -> DemoRun:
+async def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
     return await ingest_demo(tmp_path_factory.mktemp("demo"), extra_mail=[SCRIPT_MAIL])
+
+
+#: Each agent's token, filled in by the ``site`` fixture.
+TOKENS: dict[str, str] = {}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -114,8 +119,29 @@ async def site(demo: DemoRun) -> AsyncIterator[str]:
     async with AsyncExitStack() as stack:
         engine = create_engine(database_url(settings.storage.url, settings.config_dir))
         stack.push_async_callback(engine.dispose)
+        operator = Actor("cli:test", "cli test@localhost")
+        for name, (team, role) in STAFF.items():
+            await add_agent(engine, name, team, role=role, actor=operator)
+            TOKENS[name] = (await issue_token(engine, name, ttl_days=1, actor=operator)).token
+        long_ago = datetime.now(UTC) - timedelta(days=3)
+        expired = await issue_token(engine, "Kim", ttl_days=1, actor=operator, now=long_ago)
+        revoked = await issue_token(engine, "Kim", ttl_days=1, actor=operator)
+        await revoke_tokens(engine, "Kim", revoked.info.token_id, actor=operator)
+        TOKENS["expired"], TOKENS["revoked"] = expired.token, revoked.token
         server = await start_web(stack, engine, settings, port=0)
         yield server.url
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sso_site(demo: DemoRun, site: str) -> AsyncIterator[str]:
+    """The page behind a reverse proxy that signs people in: it sets X-Forwarded-User."""
+    settings = load_settings(demo.config_path)
+    web = settings.web.model_copy(update={"sso_header": "X-Forwarded-User"})
+    settings = settings.model_copy(update={"web": web})
+    async with AsyncExitStack() as stack:
+        engine = create_engine(database_url(settings.storage.url, settings.config_dir))
+        stack.push_async_callback(engine.dispose)
+        yield (await start_web(stack, engine, settings, port=0)).url
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -146,9 +172,9 @@ class Agent:
         await self.page.goto(site)
         form = self.page.locator("#signin")
         await expect(form).to_be_visible()
-        await form.get_by_label("Your name").fill(name)
-        await form.get_by_label("Access token").fill(TOKEN)
+        await form.get_by_label("Access token").fill(TOKENS[name])
         await form.get_by_role("button", name="Sign in").click()
+        await expect(self.page.locator("#who")).to_have_text(name)
         await expect(self.page.locator("tr.item").first).to_be_attached()
 
     def row(self, reference: str) -> Any:
@@ -182,8 +208,9 @@ async def open_agent(browser: Browser, site: str) -> AsyncIterator[Any]:
         assert agent.dialogs == []
 
 
-async def api(site: str, method: str, path: str, **kwargs: Any) -> Any:
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+async def api(site: str, method: str, path: str, *, who: str = "Maya", **kwargs: Any) -> Any:
+    """A JSON API call signed in as ``who`` (a lead by default: every team's items)."""
+    headers = {"Authorization": f"Bearer {TOKENS[who]}"}
     async with (
         aiohttp.ClientSession(base_url=site, headers=headers) as session,
         session.request(method, path, **kwargs) as response,
@@ -244,7 +271,7 @@ async def test_screenshot_of_the_queue_with_the_demo_data(open_agent: Any, site:
     assert png_size(SCREENSHOT.read_bytes()) == (WIDE["width"], WIDE["height"])
 
 
-async def test_the_page_asks_for_name_and_token_once(
+async def test_the_page_asks_for_the_token_once(
     open_agent: Any, site: str, browser: Browser
 ) -> None:
     agent = await open_agent("Noor")
@@ -258,7 +285,6 @@ async def test_the_page_asks_for_name_and_token_once(
         page = await context.new_page()
         await page.goto(site)
         form = page.locator("#signin")
-        await form.get_by_label("Your name").fill("Mallory")
         await form.get_by_label("Access token").fill("not-the-token-at-all")
         await form.get_by_role("button", name="Sign in").click()
         await expect(page.locator("#signin-problem")).to_contain_text("not valid")
@@ -431,7 +457,7 @@ async def test_auto_refresh_keeps_filters_scroll_and_open_rows(open_agent: Any, 
     scrolled = await page.evaluate("window.scrollY")
 
     other = by_subject(items, "Kayıt bonusu")
-    await api(site, "POST", f"/api/v1/items/{other}/claim", json={"agent": "Noor"})
+    await api(site, "POST", f"/api/v1/items/{other}/claim", who="Noor")
     await expect(agent.row(other).locator(".badge")).to_have_text("claimed", timeout=10_000)
 
     assert await page.evaluate("window.scrollY") == scrolled
@@ -456,7 +482,7 @@ async def test_show_more_appends_the_next_page_and_refresh_keeps_it(
     await expect(more).to_be_hidden()
 
     last = items[-1]["reference"]
-    await api(site, "POST", f"/api/v1/items/{last}/claim", json={"agent": "Noor"})
+    await api(site, "POST", f"/api/v1/items/{last}/claim", who="Noor")
     await expect(agent.row(last).locator(".badge")).to_have_text("claimed", timeout=10_000)
     await expect(page.locator("tr.item")).to_have_count(len(items))
 
@@ -480,3 +506,81 @@ async def test_the_page_works_at_phone_width(open_agent: Any, site: str) -> None
     await page.go_back()
     await expect(panel).to_be_hidden()
     await expect(first).to_be_visible()
+
+
+# --- who signs in, and what they see ---------------------------------------------------------
+
+#: Teams whose items only their own members (and leads and admins) see, by default.
+RESTRICTED = {"finance", "risk_control", "compliance"}
+
+
+async def test_an_agent_sees_only_the_items_their_team_may_see(open_agent: Any, site: str) -> None:
+    kim = await open_agent("Kim")  # customer_service, not a lead
+    items = await open_items(site)  # as Maya, a lead: everything
+    hidden = [item["reference"] for item in items if item["team"] in RESTRICTED]
+    seen = [item["reference"] for item in items if item["team"] not in RESTRICTED]
+    assert hidden and seen
+    await expect(kim.page.locator("tr.item")).to_have_count(len(seen))
+    shown = await kim.page.locator("tr.item").evaluate_all("rows => rows.map(r => r.dataset.ref)")
+    assert sorted(shown) == sorted(seen)
+    teams = await filter_select(kim.page, "team").locator("option").all_text_contents()
+    assert not RESTRICTED & set(teams)
+    # Opening a hidden item by its address says what an unknown reference says.
+    await kim.page.evaluate(f"location.hash = '{hidden[0]}'")
+    await expect(kim.page.locator("#detail .problem")).to_contain_text(
+        f"no feedback record has the reference {hidden[0]}"
+    )
+    await expect(kim.page.locator("#detail article")).to_have_count(0)
+
+
+async def test_the_detail_shows_who_opened_and_worked_the_item(open_agent: Any, site: str) -> None:
+    agent = await open_agent("Noor")
+    reference = by_subject(await open_items(site), "Futures tab")
+    detail = await agent.open(reference)
+    audit = detail.locator("section[aria-label='Audit log'] li")
+    await expect(audit.filter(has_text="Noor view")).to_have_count(1)
+    await detail.get_by_role("button", name="Claim").click()
+    await expect(audit.filter(has_text="Noor claim")).to_have_count(1)
+    await expect(audit.filter(has_text="Noor claim")).to_contain_text("from http 127.0.0.1")
+    listed = await api(site, "GET", f"/api/v1/items/{reference}", who="Noor")
+    # The page re-reads the open item every second: one view is logged, not one a second.
+    assert [row["action"] for row in listed["audit"] if row["actor"] == "Noor"] == [
+        "view",
+        "claim",
+    ]
+
+
+@pytest.mark.parametrize(("token", "says"), [("expired", "expired"), ("revoked", "revoked")])
+async def test_an_expired_or_revoked_token_asks_to_sign_in_again(
+    site: str, browser: Browser, token: str, says: str
+) -> None:
+    context = await browser.new_context(viewport=WIDE)
+    try:
+        page = await context.new_page()
+        await page.goto(site)
+        form = page.locator("#signin")
+        await form.get_by_label("Access token").fill(TOKENS[token])
+        await form.get_by_role("button", name="Sign in").click()
+        await expect(page.locator("#signin-problem")).to_contain_text(says)
+        await expect(page.locator("#signin")).to_be_visible()
+        await expect(page.locator("tr.item")).to_have_count(0)
+    finally:
+        await context.close()
+
+
+async def test_the_proxy_signs_the_agent_in_without_a_token(
+    sso_site: str, browser: Browser
+) -> None:
+    context = await browser.new_context(
+        viewport=WIDE, extra_http_headers={"X-Forwarded-User": "Kim"}
+    )
+    try:
+        page = await context.new_page()
+        await page.goto(sso_site)
+        await expect(page.locator("#who")).to_have_text("Kim")
+        await expect(page.locator("tr.item").first).to_be_visible()
+        await expect(page.locator("#signin")).to_be_hidden()
+        teams = await page.locator("tr.item td.team").all_text_contents()
+        assert teams and not RESTRICTED & set(teams)  # Kim's own view, not a lead's
+    finally:
+        await context.close()

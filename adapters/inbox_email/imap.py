@@ -117,6 +117,12 @@ class ImapSession:
         return self._client is not None and self._lost is not None and not self._lost.done()
 
     @property
+    def selected(self) -> FolderStatus | None:
+        """The folder open on this connection, as SELECT or EXAMINE reported it; ``None``
+        before the first, after a failure and after a reconnect."""
+        return self._status if self.connected else None
+
+    @property
     def capabilities(self) -> frozenset[str]:
         """The server's capabilities as last announced (empty before :meth:`connect`)."""
         if self._client is None:

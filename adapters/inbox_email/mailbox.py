@@ -86,11 +86,15 @@ class FolderBatch:
         mails: the messages, in UID order.
         cursor: the folder's position after the last of them.
         more: the folder holds more messages past ``cursor`` right now.
+        pending: the UIDs past ``cursor`` that the search found and this batch did not
+            read, in UID order: the ``known`` of the next :func:`fetch_folder` call of the
+            same poll.
     """
 
     mails: tuple[FetchedMail, ...]
     cursor: FolderCursor
     more: bool
+    pending: tuple[int, ...] = ()
 
 
 async def fetch_folder(
@@ -101,6 +105,7 @@ async def fetch_folder(
     limit: int,
     since: date | None,
     max_message_bytes: int,
+    known: Sequence[int] | None = None,
 ) -> FolderBatch:
     """Read up to ``limit`` messages of ``folder`` that follow ``cursor``, in UID order.
 
@@ -112,6 +117,10 @@ async def fetch_folder(
         since: the backfill: without a usable cursor only mail received on or after this
             day is read; ``None`` reads everything.
         max_message_bytes: larger messages are returned cut at this size, never skipped.
+        known: the ``pending`` UIDs of the batch that returned ``cursor``, earlier in the
+            same poll: they are read without opening and searching the folder again, which
+            would list every UID still to come on each batch (quadratic in a backlog).
+            Mail delivered since that search waits for the next poll, which searches.
 
     Raises:
         RetryableError: the connection failed, or a message that still exists could not be
@@ -120,15 +129,35 @@ async def fetch_folder(
     """
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
-    status = await session.select(folder)
-    backfill = _needs_backfill(status, cursor)
-    after_uid = None if backfill or cursor is None else cursor.last_uid
-    found = await session.search_uids(after_uid=after_uid, since=since if backfill else None)
+    if known is not None and cursor is not None and not known:
+        return FolderBatch(mails=(), cursor=cursor, more=False)
+    status, found, backfill = await _pending_uids(session, folder, cursor, since, known)
     chosen = found[:limit]
     mails = await _fetch_mails(session, status, chosen, max_message_bytes)
     more = len(found) > limit
     next_cursor = _next_cursor(status, cursor, chosen, backfill=backfill, more=more)
-    return FolderBatch(mails=mails, cursor=next_cursor, more=more)
+    return FolderBatch(mails=mails, cursor=next_cursor, more=more, pending=tuple(found[limit:]))
+
+
+async def _pending_uids(
+    session: ImapSession,
+    folder: str,
+    cursor: FolderCursor | None,
+    since: date | None,
+    known: Sequence[int] | None,
+) -> tuple[FolderStatus, Sequence[int], bool]:
+    """The open folder, the UIDs to read after ``cursor`` and whether this is a backfill."""
+    status = session.selected
+    if status is None or status.folder != folder:
+        status = await session.select(folder)
+    elif known is None:
+        status = await session.select(folder)  # a new poll: learn what changed
+    backfill = _needs_backfill(status, cursor)
+    if known is not None and not backfill:
+        return status, known, False
+    after_uid = None if backfill or cursor is None else cursor.last_uid
+    found = await session.search_uids(after_uid=after_uid, since=since if backfill else None)
+    return status, found, backfill
 
 
 def _needs_backfill(status: FolderStatus, cursor: FolderCursor | None) -> bool:

@@ -1,9 +1,14 @@
 """Raw RFC 822 bytes to a :class:`ParsedMail`: headers decoded, bodies in text, never a crash.
 
-The standard library parser (``policy.default``) builds the MIME tree; this module reads it
-defensively. Text whose declared charset is unknown or wrong is recovered with
-charset-normalizer, raw 8-bit header bytes are repaired as they are parsed, and every repair
-is written down in :attr:`ParsedMail.defects` so a person can see what was guessed.
+The standard library parser builds the MIME tree with ``compat32``, which keeps header values
+as written, and this module decodes only the headers and text parts it uses; the RFC 5322
+address parser of ``policy.default`` reads the address headers that are not in a simple
+shape, and ``policy.default`` parses again whatever ``compat32`` cannot read (none of the
+corpora; ``policy.default`` throughout cost five times as much, DESIGN.md "Where the time
+goes"). The tree is read defensively. Text whose declared charset is unknown or wrong is
+recovered with charset-normalizer, raw 8-bit header bytes are repaired as they are parsed,
+and every repair is written down in :attr:`ParsedMail.defects` so a person can see what was
+guessed.
 """
 
 from __future__ import annotations
@@ -24,10 +29,10 @@ from email.headerregistry import Address as HeaderAddress
 from email.headerregistry import AddressHeader, BaseHeader
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from email.policy import EmailPolicy
+from email.policy import Compat32, EmailPolicy
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType
-from typing import Final
+from typing import Final, cast
 
 import charset_normalizer
 
@@ -110,6 +115,16 @@ _COMMENT_RE: Final = re.compile(r"\([^()]*\)")
 # A mailbox "display-name <addr-spec>" whose unquoted display name holds an "@".
 _AT_IN_NAME_RE: Final = re.compile(
     r'(?P<lead>\s*)(?P<name>[^"<>()]*@[^"<>()]*?)(?P<addr>\s*<[^<>]*>\s*)'
+)
+# A dot-atom (RFC 5322 3.2.3) of printable ASCII, and an atom as a name may hold it (any
+# non-ASCII letter too, as policy.default reads a UTF-8 name).
+_DOT_ATOM: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_NAME_ATOM: Final = r"""[^\s()<>\[\]:;@\\,."\x00-\x1f\x7f]+"""
+_SIMPLE_MAILBOX_RE: Final = re.compile(
+    rf"[ \t]*(?:(?P<bare>{_DOT_ATOM}@{_DOT_ATOM})"
+    rf"|(?:(?:\"(?P<quoted>[^\"\\\r\n]*)\""
+    rf"|(?P<atoms>{_NAME_ATOM}(?: {_NAME_ATOM})*))(?P<gap>[ \t]*))?"
+    rf"<(?P<spec>{_DOT_ATOM}@{_DOT_ATOM})>)[ \t]*"
 )
 _ADDR_SPEC_RE: Final = re.compile(r"[^\s<>,;:\"()]+@[^\s<>,;:\"()]+")
 _ANGLE_ID_RE: Final = re.compile(r"<([^<>]*)>")
@@ -293,7 +308,21 @@ def _parse(raw: bytes) -> ParsedMail:
         return _empty_mail(notes)
     start = raw[:_HINT_SCAN_BYTES]
     reading = _Reading(notes, _charset_hints(start), "\r\n" if b"\r\n" in start else "\n")
-    policy = _LenientPolicy(charset_hints=reading.hints, repairs=[])
+    try:
+        return _parse_with(_FastPolicy(reading.hints), raw, reading)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # Not known to happen: compat32 reads what policy.default reads. Should a message
+        # prove otherwise, the slower parser gets its chance before it is a dead letter.
+        logger.info("compat32 could not read a message (%s); parsing it again", type(exc).__name__)
+        reading = _Reading(_Notes(), reading.hints, reading.linesep)
+        return _parse_with(_LenientPolicy(reading.hints), raw, reading)
+
+
+def _parse_with(policy: _FastPolicy | _LenientPolicy, raw: bytes, reading: _Reading) -> ParsedMail:
+    """Parse ``raw`` with ``policy`` and read the result (see :func:`_build`)."""
+    notes = reading.notes
     try:
         message = BytesParser(policy=policy).parsebytes(raw)
     except RecursionError:
@@ -376,49 +405,72 @@ def _charset_hints(start: bytes) -> tuple[str, ...]:
     return tuple(sorted(counts, key=lambda codec: -counts[codec]))
 
 
-class _LenientPolicy(EmailPolicy):
-    """``policy.default``, plus two repairs made as each header is read from the source.
+class _FastPolicy(Compat32):
+    """``compat32``, which keeps header values as the strings they were written as, plus the
+    repairs of :func:`_repaired_header` made as each header is read from the source.
 
-    Raw 8-bit bytes, which the parser smuggles through as lone surrogates, are decoded
-    once here, so every later reader (addresses, filenames, parameters) sees real text.
-    Unquoted MIME parameter values holding special characters (Outlook's
-    ``boundary=----=_NextPart…``, ``name=My file.pdf``) are quoted, as every mail client
-    reads them; ``policy.default`` would cut them at the first special character.
+    ``policy.default`` builds a header object on every ``Message.get``, and the parser and
+    this module ask for Content-Type and its parameters many times a part: with it, parsing
+    was most of the cost of ingesting mail. Everything here reads raw values (RFC 2047
+    words are decoded by :func:`_decode_words`, addresses by :func:`_address_list`).
     """
 
     charset_hints: tuple[str, ...]
     repairs: list[str]
 
-    def __init__(self, charset_hints: tuple[str, ...], repairs: list[str]) -> None:
-        """A policy for one message.
+    def __init__(self, charset_hints: tuple[str, ...]) -> None:
+        """A policy for one message; ``charset_hints`` as for :func:`_repaired_header`."""
+        super().__init__()
+        # Policies refuse attribute assignment once built (clone() copies __dict__).
+        object.__setattr__(self, "charset_hints", charset_hints)
+        object.__setattr__(self, "repairs", [])
 
-        Args:
-            charset_hints: charsets to try on raw 8-bit header bytes (see
-                :func:`_charset_hints`).
-            repairs: a list this policy appends a note to for each repair it makes.
-        """
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        """Split a raw header into name and value, repairing the value."""
+        name, value = super().header_source_parse(sourcelines)
+        return name, _repaired_header(name, value, self.charset_hints, self.repairs)
+
+
+class _LenientPolicy(EmailPolicy):
+    """``policy.default`` with the repairs of :func:`_repaired_header`: the fallback for a
+    message that :class:`_FastPolicy` cannot read."""
+
+    charset_hints: tuple[str, ...]
+    repairs: list[str]
+
+    def __init__(self, charset_hints: tuple[str, ...]) -> None:
+        """A policy for one message; ``charset_hints`` as for :func:`_repaired_header`."""
         super().__init__(
             header_factory=email_policy.default.header_factory, message_factory=EmailMessage
         )
-        # Policies refuse attribute assignment once built (clone() copies __dict__).
         object.__setattr__(self, "charset_hints", charset_hints)
-        object.__setattr__(self, "repairs", repairs)
+        object.__setattr__(self, "repairs", [])
 
     def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
-        """Split a raw header into name and value, repairing the value as described above."""
+        """Split a raw header into name and value, repairing the value."""
         name, value = super().header_source_parse(sourcelines)
-        if _SURROGATE_RE.search(value) is not None:
-            value, how = _recover(value.encode("utf-8", "surrogateescape"), self.charset_hints)
-            self._note(f"header {name.lower()}: raw 8-bit bytes decoded as {how}")
-        if name.lower() in _PARAMETERISED_HEADERS:
-            quoted = _quote_loose_parameters(value)
-            if quoted != value:
-                value = quoted
-                self._note(f"header {name.lower()}: unquoted parameter with special characters")
-        return name, value
+        return name, _repaired_header(name, value, self.charset_hints, self.repairs)
 
-    def _note(self, repair: str) -> None:
-        self.repairs.append(repair)
+
+def _repaired_header(name: str, value: str, hints: tuple[str, ...], repairs: list[str]) -> str:
+    """A header value as read from the source, with two repairs; each is noted in ``repairs``.
+
+    Raw 8-bit bytes, which the parser smuggles through as lone surrogates, are decoded
+    once here (trying ``hints``, the charsets the message declares, see
+    :func:`_charset_hints`), so every later reader (addresses, filenames, parameters) sees
+    real text. Unquoted MIME parameter values holding special characters (Outlook's
+    ``boundary=----=_NextPart…``, ``name=My file.pdf``) are quoted, as every mail client
+    reads them; a parameter parser would cut them at the first special character.
+    """
+    if _SURROGATE_RE.search(value) is not None:
+        value, how = _recover(value.encode("utf-8", "surrogateescape"), hints)
+        repairs.append(f"header {name.lower()}: raw 8-bit bytes decoded as {how}")
+    if name.lower() in _PARAMETERISED_HEADERS:
+        quoted = _quote_loose_parameters(value)
+        if quoted != value:
+            value = quoted
+            repairs.append(f"header {name.lower()}: unquoted parameter with special characters")
+    return value
 
 
 def _quote_loose_parameters(value: str) -> str:
@@ -429,6 +481,8 @@ def _quote_loose_parameters(value: str) -> str:
 
 def _split_outside_quotes(value: str, separator: str = ";") -> list[str]:
     """``value`` split at ``separator`` where it is not inside a quoted string."""
+    if '"' not in value:
+        return value.split(separator)
     segments: list[str] = []
     start, quoted, escaped = 0, False, False
     for index, char in enumerate(value):
@@ -539,8 +593,13 @@ def _addresses(
 
 
 def _address_list(name: str, value: str, reading: _Reading) -> list[Address]:
-    """The mailboxes of one address header, read by ``policy.default``."""
-    quoted = ",".join(_quote_display_name(item) for item in _split_outside_quotes(value, ","))
+    """The mailboxes of one address header: the common shapes read here, the rest by
+    ``policy.default``."""
+    mailboxes = _split_outside_quotes(value, ",")
+    simple = _simple_mailboxes(mailboxes, reading, name)
+    if simple is not None:
+        return simple
+    quoted = ",".join(_quote_display_name(item) for item in mailboxes)
     if quoted != value:
         reading.notes.add(f"header {name}: unquoted display name holding '@' read as a name")
     try:
@@ -554,6 +613,45 @@ def _address_list(name: str, value: str, reading: _Reading) -> list[Address]:
     if not isinstance(header, AddressHeader):
         return []
     return [_address(item, reading, name) for item in header.addresses]
+
+
+def _simple_mailboxes(
+    mailboxes: Sequence[str], reading: _Reading, where: str
+) -> list[Address] | None:
+    """The mailboxes when each is in one of the shapes nearly all mail uses, else ``None``.
+
+    The shapes (:data:`_SIMPLE_MAILBOX_RE`) are ``local@domain``, ``<local@domain>`` and
+    ``Name <local@domain>`` with dot-atoms and a name of atoms or a plain quoted string:
+    for them the RFC 5322 parser of ``policy.default``, the costliest step of parsing a
+    mail, finds the same address and name and no defect. Anything else goes to it.
+    """
+    found: list[Address] = []
+    for mailbox in mailboxes:
+        match = _SIMPLE_MAILBOX_RE.fullmatch(mailbox)
+        if match is None:
+            return None
+        spec = match["spec"] or match["bare"]
+        if "=?" in spec:
+            return None  # policy.default decodes an encoded-word even there, with a note
+        display = match["quoted"] if match["quoted"] is not None else match["atoms"] or ""
+        if "=?" in display and not (match["gap"] and _encoded_words_whole(match["atoms"])):
+            return None  # policy.default has notes on such words for a person to see
+        # A word our decoder has a note on gets policy.default's note instead.
+        clean = _Reading(_Notes(), reading.hints, reading.linesep)
+        name = _decode_words(display, clean, f"header {where}")
+        if clean.notes.as_tuple():
+            return None
+        found.append(Address(name=name.strip(), address=spec))
+    return found
+
+
+def _encoded_words_whole(atoms: str | None) -> bool:
+    """Whether each atom of a name that holds ``=?`` is one RFC 2047 encoded-word."""
+    if atoms is None:
+        return False
+    return all(
+        "=?" not in atom or _ENCODED_WORD_RE.fullmatch(atom) is not None for atom in atoms.split()
+    )
 
 
 def _quote_display_name(mailbox: str) -> str:
@@ -787,10 +885,12 @@ def _enclosed_bytes(part: Message, linesep: str) -> bytes:
     buffer = io.BytesIO()
     generator = BytesGenerator(buffer, mangle_from_=False, policy=_AS_WRITTEN)
     for child in part.get_payload():
-        if isinstance(child, EmailMessage):
+        if isinstance(child, Message):
             # An mbox "From " line is part of what was written; without one, none is made up.
             written_from = child.get_unixfrom() is not None
-            generator.flatten(child, unixfrom=written_from, linesep=linesep)
+            # The generator reads raw header values only, which compat32 keeps as written.
+            as_parsed = cast(EmailMessage, child)
+            generator.flatten(as_parsed, unixfrom=written_from, linesep=linesep)
     return buffer.getvalue()
 
 

@@ -128,53 +128,144 @@ def build_reply(reply: OutboundReply, settings: SmtpSettings, *, message_id: str
 
 
 async def send_reply(reply: OutboundReply, settings: SmtpSettings) -> SendResult:
-    """Deliver ``reply`` through the relay in ``settings``; the outcome is returned, not raised.
+    """Deliver ``reply`` through the relay in ``settings`` over a connection of its own.
 
-    A refused recipient or message (5xx), refused credentials, an untrusted certificate or a
-    missing relay feature is ``failed``; a temporary refusal (4xx), a refused, reset or
-    timed-out connection is ``retry``. Every SMTP step is bounded by ``settings.timeout_s``.
+    The outcome is returned, not raised: see :meth:`RelaySession.send`.
     """
-    message_id = reply_message_id(reply, settings)
+    session = RelaySession(settings)
     try:
-        if reply.channel != "email":
-            raise ValueError(f"not an e-mail reply (channel {reply.channel!r})")
-        message = build_reply(reply, settings, message_id=message_id)
-        recipient = envelope_recipient(reply.recipient.handle)
-    except ValueError as exc:
-        return _logged(reply, SendResult.failed(f"cannot build the reply: {exc}"))
-    try:
-        password = settings.password()
-    except ValueError as exc:
-        # The secret's variable or file went missing since load: an operator can restore it.
-        return _logged(reply, SendResult.retry(f"relay password unavailable: {exc}"))
-    try:
-        await _deliver(message, recipient, settings, password)
-    except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
-        relay = f"SMTP relay {settings.host}:{settings.port}"
-        return _logged(reply, _outcome(exc, relay, password))
-    return _logged(reply, SendResult.sent(message_id.strip("<>")))
+        return await session.send(reply)
+    finally:
+        await session.close()
 
 
-async def _deliver(
-    message: EmailMessage, recipient: str, settings: SmtpSettings, password: str | None
-) -> None:
-    tls_context = None
-    if settings.security != "none":
-        # Loading CA files reads the disk: keep it off the event loop.
-        tls_context = await asyncio.to_thread(_tls_context, settings)
-    client = aiosmtplib.SMTP(
-        hostname=settings.host,
-        port=settings.port,
-        timeout=settings.timeout_s,
-        use_tls=settings.security == "tls",
-        # Explicit, never opportunistic: "none" must not upgrade, "starttls" must not skip it.
-        start_tls=settings.security == "starttls",
-        tls_context=tls_context,
-        username=settings.username,
-        password=password,
-    )
-    async with client:
-        await client.send_message(message, sender=settings.from_address, recipients=[recipient])
+class RelaySession:
+    """One connection to the relay, opened for the first reply and kept for the next ones.
+
+    Connecting, greeting, securing and logging in cost more than a reply's own transaction;
+    one outbox pass sends all its replies through one session. Each reply is still a whole
+    SMTP transaction with its own outcome. A connection the relay closed while idle is
+    opened again before the next reply; one that fails during a reply is dropped, and that
+    reply's outcome says so (``retry``), so nothing is sent twice by this class.
+
+    Args:
+        settings: the relay.
+    """
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self._settings = settings
+        self._relay = f"SMTP relay {settings.host}:{settings.port}"
+        self._client: aiosmtplib.SMTP | None = None
+        self._replies_on_connection = 0
+
+    async def send(self, reply: OutboundReply) -> SendResult:
+        """Deliver ``reply``; the outcome is returned, not raised.
+
+        A refused recipient or message (5xx), refused credentials, an untrusted certificate
+        or a missing relay feature is ``failed``; a temporary refusal (4xx), a refused,
+        reset or timed-out connection is ``retry``. Every SMTP step is bounded by
+        ``settings.timeout_s``.
+        """
+        message_id = reply_message_id(reply, self._settings)
+        try:
+            if reply.channel != "email":
+                raise ValueError(f"not an e-mail reply (channel {reply.channel!r})")
+            message = build_reply(reply, self._settings, message_id=message_id)
+            recipient = envelope_recipient(reply.recipient.handle)
+        except ValueError as exc:
+            return _logged(reply, SendResult.failed(f"cannot build the reply: {exc}"))
+        try:
+            password = self._settings.password()
+        except ValueError as exc:
+            # The secret's variable or file went missing since load: an operator can restore it.
+            return _logged(reply, SendResult.retry(f"relay password unavailable: {exc}"))
+        try:
+            await self._transmit(message, recipient, password)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError) as exc:
+            if not _connection_survives(exc):
+                await self._drop()
+            return _logged(reply, _outcome(exc, self._relay, password))
+        return _logged(reply, SendResult.sent(message_id.strip("<>")))
+
+    async def close(self) -> None:
+        """Say QUIT and close the connection, if one is open; never raises."""
+        client, self._client = self._client, None
+        if client is None or not client.is_connected:
+            return
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            logger.info("%s: QUIT failed (%s); connection closed", self._relay, exc)
+            client.close()
+
+    async def _transmit(self, message: EmailMessage, recipient: str, password: str | None) -> None:
+        client = await self._connection(password)
+        reused = self._replies_on_connection > 0
+        self._replies_on_connection += 1
+        sender = self._settings.from_address
+        try:
+            await client.send_message(message, sender=sender, recipients=[recipient])
+        except aiosmtplib.SMTPSenderRefused as exc:
+            if not (reused and exc.code == _CLOSING):
+                raise
+            # A relay may close a connection after so many mails or so long: refused at
+            # MAIL, nothing of this reply was accepted, so it goes on a new connection.
+            await self._drop()
+            client = await self._connection(password)
+            self._replies_on_connection += 1
+            await client.send_message(message, sender=sender, recipients=[recipient])
+
+    async def _connection(self, password: str | None) -> aiosmtplib.SMTP:
+        """The open connection, or a new one when there is none or the relay closed it."""
+        if self._client is not None and self._client.is_connected:
+            return self._client
+        await self._drop()
+        tls_context = None
+        if self._settings.security != "none":
+            # Loading CA files reads the disk: keep it off the event loop.
+            tls_context = await asyncio.to_thread(_tls_context, self._settings)
+        client = aiosmtplib.SMTP(
+            hostname=self._settings.host,
+            port=self._settings.port,
+            timeout=self._settings.timeout_s,
+            use_tls=self._settings.security == "tls",
+            # Explicit, never opportunistic: "none" must not upgrade, "starttls" must not skip it.
+            start_tls=self._settings.security == "starttls",
+            tls_context=tls_context,
+            username=self._settings.username,
+            password=password,
+        )
+        try:
+            await client.connect()
+        except BaseException:
+            client.close()
+            raise
+        self._client, self._replies_on_connection = client, 0
+        return client
+
+    async def _drop(self) -> None:
+        """Forget the connection, closing it without a word (it failed or is gone)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+#: The reply code of a relay closing the connection (RFC 5321 4.2.3: 421).
+_CLOSING: Final = 421
+
+
+def _connection_survives(exc: BaseException) -> bool:
+    """Whether the connection is still fit for the next reply after ``exc``.
+
+    A refusal of the recipient or the message leaves it so (aiosmtplib resets the
+    transaction); anything else (a timeout, a reset, a closing relay) may have left it
+    half-way through a command.
+    """
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return True
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return exc.code != _CLOSING
+    return False
 
 
 def _tls_context(settings: SmtpSettings) -> ssl.SSLContext:

@@ -47,6 +47,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from ..config import FrozenModel
 from ..errors import ConfigError
 from ..interfaces import Classification, InboundMessage
+from .hints import HintSpec
 from .matching import UNSPACED, Patterns, PhraseIndex, fold, normalised, regex_of, scripts_of
 
 CATEGORIES: Final = (
@@ -171,6 +172,8 @@ class RulesFile(FrozenModel):
     routing: tuple[RouteSpec, ...] = ()
     default_team: str = "customer_service"
     quantities: QuantitySpec = QuantitySpec()
+    #: Help-centre articles for acknowledgments (hints.py reads and applies them).
+    hints: tuple[HintSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from ..interfaces import AckDecision, Classifier, FeedbackRecord, InboundMessage
 from .classify import load_rules
 from .dedupe import DedupeIndex, DedupeResult, DedupeSettings, Seen, persons_of
 from .entities import extract_entities
+from .hints import HINT_HEADER, HintLines, HintSpec, choose_hint, load_hint_lines, load_hints
 from .language import UNDETERMINED, detect_language
 from .redact import redact
 from .reference import new_reference
@@ -46,6 +47,8 @@ class Triage:
     reply_rules: ReplyRules
     loop_marker: str
     dedupe: DedupeSettings
+    hints: tuple[HintSpec, ...] = ()
+    hint_lines: HintLines | None = None
 
     def record(
         self,
@@ -131,7 +134,7 @@ class Triage:
                 "public": bool(message.meta.get("public", False)),
             },
         )
-        return ReplyDraft(
+        draft = ReplyDraft(
             recipient=message.reply_to or message.sender,
             subject=rendered.subject,
             text=rendered.text,
@@ -141,6 +144,17 @@ class Triage:
             references=message.references,
             headers={"X-Loop": self.loop_marker},
         )
+        return self._with_hint(draft, message, category)
+
+    def _with_hint(self, draft: ReplyDraft, message: InboundMessage, category: str) -> ReplyDraft:
+        """Link the help-centre article the rules name for the message (see hints.py)."""
+        public = bool(message.meta.get("public", False))
+        hint = choose_hint(self.hints, category, f"{message.subject}\n{message.text}")
+        if hint is None or public or self.hint_lines is None:
+            return draft
+        line = self.hint_lines.line(draft.language, hint)
+        headers = {**draft.headers, HINT_HEADER: f"{hint.name} {hint.url}"}
+        return replace(draft, text=f"{draft.text.rstrip()}\n\n{line}\n", headers=headers)
 
 
 def _redacted(message: InboundMessage) -> tuple[InboundMessage, dict[str, int]]:
@@ -181,8 +195,11 @@ def load_triage(settings: Settings) -> Triage:
         as_file(bundled / "templates") as default_templates,
     ):
         triage = settings.triage
+        rules_path = _resolve(settings, triage.rules_file, default_rules)
         return Triage(
-            classifier=load_rules(_resolve(settings, triage.rules_file, default_rules)),
+            classifier=load_rules(rules_path),
+            hints=load_hints(rules_path),
+            hint_lines=_hint_lines(settings, default_templates),
             templates=TemplateSet(
                 _resolve(settings, settings.replies.templates_dir, default_templates),
                 settings.replies.ticket_url,
@@ -198,6 +215,13 @@ def load_triage(settings: Settings) -> Triage:
                 people=triage.person_of_identity(),
             ),
         )
+
+
+def _hint_lines(settings: Settings, default_templates: Path) -> HintLines:
+    """The hint lines of the configured templates folder, else the bundled ones."""
+    folder = _resolve(settings, settings.replies.templates_dir, default_templates)
+    path = folder / "hint" / "lines.toml"
+    return load_hint_lines(path if path.is_file() else default_templates / "hint" / "lines.toml")
 
 
 def _resolve(settings: Settings, configured: Path | None, default: Path) -> Path:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..errors import RetryableError
 from ..interfaces import Cursor, FailedMessage, FeedbackRecord, IncidentLink
 from ..queue import follow_edit, reopen_resolved_threads
+from ..survey import take_answers
 from .rows import outbox_row, queue_row, record_row
 from .schema import (
     cursors,
@@ -112,7 +113,10 @@ async def commit_batch(engine: AsyncEngine, plan: BatchPlan, *, now: datetime) -
         duplicates = await _mark_duplicates(conn, plan.source, new)
         duplicates.update(await _link_repeats(conn, new))
         await _link_incidents(conn, new, now)
-        originals = [(record_id, r) for record_id, r in new if record_id not in duplicates]
+        # Answers to a resolution survey join their item (reopening it if "not solved").
+        answers = await take_answers(conn, new, sla_s=plan.sla_s, now=now)
+        new_messages = [(record_id, r) for record_id, r in new if record_id not in answers]
+        originals = [(rid, r) for rid, r in new_messages if rid not in duplicates]
         await _insert_many(
             conn,
             queue_items,
@@ -121,7 +125,7 @@ async def commit_batch(engine: AsyncEngine, plan: BatchPlan, *, now: datetime) -
                 for record_id, r in originals
             ],
         )
-        await reopen_resolved_threads(conn, new, sla_s=plan.sla_s, now=now)
+        await reopen_resolved_threads(conn, new_messages, sla_s=plan.sla_s, now=now)
         await _apply_edits(conn, plan, now)
         queued = await _queue_replies(conn, originals, plan.limits, now)
         dead = await _insert_dead_letters(conn, plan.source, plan.failures, now)

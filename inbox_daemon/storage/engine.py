@@ -26,6 +26,14 @@ def database_url(url: str, base_dir: Path) -> URL:
     return parsed.set(drivername="postgresql+asyncpg")
 
 
+def describe_database(url: URL) -> str:
+    """The database ``url`` names, in words for logs: the SQLite file, or the PostgreSQL
+    database and its server (never the credentials)."""
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite database {url.database or ':memory:'}"
+    return f"PostgreSQL database {url.database} on {url.host}:{url.port or 5432}"
+
+
 def create_engine(url: URL) -> AsyncEngine:
     """An engine for ``url`` (from :func:`database_url`), tuned for this service."""
     if url.get_backend_name() == "sqlite":

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -142,6 +143,8 @@ feedback_records = Table(
     Column("ack_code", String(32), nullable=False, server_default=""),
     # The version of the message stored (InboundMessage.revision): a higher one replaces it.
     Column("revision", BigInteger, nullable=False, server_default="0"),
+    # Set when retention stripped the record of everything that identifies its sender.
+    _when("anonymised_at"),
     UniqueConstraint("source", "external_id"),
     Index(None, "channel", "external_id"),
     Index(None, "channel", "sender_id", "received_at"),
@@ -234,4 +237,99 @@ dead_letters = Table(
     Column("replayed", Boolean, nullable=False, default=False),
     _when("created_at", nullable=False),
     UniqueConstraint("source", "external_id"),
+)
+
+#: Support staff: who may sign in, to which team they belong, and their role.
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("team", String(32), nullable=False),
+    Column("role", String(16), nullable=False),
+    _when("created_at", nullable=False),
+    # A disabled agent keeps their row (the audit log names them) but can no longer act.
+    _when("disabled_at"),
+)
+
+#: Agents' API tokens: a public ``token_id`` to find the row, the SHA-256 of the secret part.
+agent_tokens = Table(
+    "agent_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("agent_id", Id, ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    Column("token_id", String(32), nullable=False, unique=True),
+    Column("secret_sha256", String(64), nullable=False),
+    _when("created_at", nullable=False),
+    _when("expires_at", nullable=False),
+    _when("revoked_at"),
+    Index(None, "agent_id"),
+)
+
+#: Who did what, when and from where: views, claims, exports, token changes, reloads,
+#: retention and erasure. Append-only (triggers refuse UPDATE and DELETE); no foreign keys,
+#: so a row outlives the item it names.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _when("at", nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("origin", String(255), nullable=False),
+    Column("item_ref", String(16)),
+    Column("detail", JSON, nullable=False),
+    Index(None, "item_ref", "id"),
+    Index(None, "actor", "id"),
+)
+
+#: One row per alert and target: P1 items and SLA breaches, each sent once.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("item_id", Id, ForeignKey("queue_items.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("target", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    _when("next_attempt_at", nullable=False),
+    Column("last_error", Text),
+    _when("created_at", nullable=False),
+    _when("sent_at"),
+    UniqueConstraint("item_id", "event", "target"),
+    Index(None, "state", "next_attempt_at"),
+)
+
+#: The reply an agent sent when resolving an item (one row per notice), whether it asked the
+#: customer's verdict and rating, and the answer read from their reply (resolution.py).
+resolution_notices = Table(
+    "resolution_notices",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("item_id", Id, ForeignKey("queue_items.id", ondelete="CASCADE"), nullable=False),
+    Column("record_id", Id, ForeignKey("feedback_records.id", ondelete="CASCADE"), nullable=False),
+    Column("outbox_id", Id, ForeignKey("outbox.id", ondelete="SET NULL")),
+    Column("channel", String(16), nullable=False),
+    Column("sender_id", String(320), nullable=False),
+    Column("thread_key", String(512), nullable=False),
+    Column("agent", String(128), nullable=False),
+    Column("language", String(16), nullable=False),
+    # Whether the notice asked "is it solved?" and for a rating (at most weekly per person).
+    Column("survey", Boolean, nullable=False),
+    _when("created_at", nullable=False),
+    _when("answered_at"),
+    Column("answer_record_id", Id, ForeignKey("feedback_records.id", ondelete="SET NULL")),
+    # "solved" or "not_solved" (None: no verdict given, or no answer yet); rating 1-5.
+    Column("verdict", String(16)),
+    Column("rating", Integer),
+    Index(None, "channel", "sender_id", "created_at"),
+    Index(None, "item_id"),
+    # Whether any notice awaits its answer, asked once per ingest batch (survey.py).
+    Index(
+        "ix_resolution_notices_awaiting",
+        "created_at",
+        sqlite_where=text("answered_at IS NULL"),
+        postgresql_where=text("answered_at IS NULL"),
+    ),
 )

@@ -3,8 +3,8 @@
 Every operation is one :mod:`inbox_daemon.queue` call; this module only turns HTTP into its
 arguments and its results into JSON. Input is checked before anything is read or written:
 an unknown query parameter or body field is an error, never silently ignored. The acting
-agent is named by the ``X-Agent`` header or the body field ``agent`` (UTF-8 names need the
-body: HTTP headers carry Latin-1 only).
+agent is the one the request signed in as (see :mod:`.app`): every read and change is
+narrowed to what they may see, and written to the audit log under their name.
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ from typing import Any, Final
 from aiohttp import web
 
 from .. import queue
+from ..agents import UnknownAgentError, find_agent
 from ..queue import QueueFilter
-from .context import engine_of, settings_of
+from ..resolution import notice_templates, resolve_with_reply
+from ..visibility import Scope
+from .context import actor_of, agent_of, engine_of, scope_of, settings_of
 from .errors import ApiError, invalid
 from .incidents import incident_detail
 
@@ -36,11 +39,14 @@ def add_routes(app: web.Application) -> None:
     """Register the API's routes on ``app`` (no HEAD: a JSON API has no use for it)."""
     router = app.router
     router.add_get("/api/openapi.json", openapi_document, allow_head=False)
+    router.add_get(f"{PREFIX}/me", me, allow_head=False)
     router.add_get(f"{PREFIX}/items", list_items, allow_head=False)
+    router.add_get(f"{PREFIX}/export", export, allow_head=False)
     router.add_post(f"{PREFIX}/items/claim-next", claim_next)
     router.add_get(f"{PREFIX}/items/{_REFERENCE}", show_item, allow_head=False)
     router.add_post(f"{PREFIX}/items/{_REFERENCE}/claim", claim)
     router.add_post(f"{PREFIX}/items/{_REFERENCE}/resolve", resolve)
+    router.add_post(f"{PREFIX}/items/{_REFERENCE}/reassign", reassign)
     router.add_get(f"{PREFIX}/incidents", list_incidents, allow_head=False)
     router.add_get(f"{PREFIX}/incidents/{{incident_id}}", show_incident, allow_head=False)
 
@@ -53,29 +59,56 @@ async def openapi_document(request: web.Request) -> web.Response:
     return web.Response(body=_openapi_bytes(), content_type="application/json")
 
 
+async def me(request: web.Request) -> web.Response:
+    """``GET /me``: who the request is signed in as: name, team and role."""
+    _no_query(request)
+    agent = agent_of(request)
+    return _json({"name": agent.name, "team": agent.team, "role": agent.role})
+
+
 async def list_items(request: web.Request) -> web.Response:
     """``GET /items``: one page of items, most urgent first, with the next page's cursor."""
     filters, cursor, limit = listing_query(request, default_limit=DEFAULT_LIMIT)
-    page = await queue.list_items(engine_of(request), filters, cursor=cursor, limit=limit)
+    page = await queue.list_items(
+        engine_of(request), filters, cursor=cursor, limit=limit, scope=scope_of(request)
+    )
     return _json({"items": page.items, "next_cursor": page.next_cursor})
 
 
+async def export(request: web.Request) -> web.Response:
+    """``GET /export``: every item matching the filters, at most 10,000; audit-logged."""
+    filters = listing_query(request, default_limit=DEFAULT_LIMIT, paged=False)[0]
+    done = await queue.export_items(
+        engine_of(request), filters, actor=actor_of(request), scope=scope_of(request)
+    )
+    return _json({"items": done.items, "complete": done.complete})
+
+
 async def show_item(request: web.Request) -> web.Response:
-    """``GET /items/{reference}``: the item with its record, thread and history."""
+    """``GET /items/{reference}``: the item with its record, thread, history and audit rows."""
     _no_query(request)
-    detail = await queue.show_item(engine_of(request), request.match_info["reference"])
+    detail = await queue.show_item(
+        engine_of(request),
+        request.match_info["reference"],
+        scope=scope_of(request),
+        viewer=actor_of(request),
+        view_log_interval_s=settings_of(request).staff.view_log_interval_s,
+    )
     return _json(detail)
 
 
 async def claim(request: web.Request) -> web.Response:
     """``POST /items/{reference}/claim``: claim the item (or renew one's own claim)."""
     _no_query(request)
-    body = await read_body(request, allowed=("agent",))
+    await read_body(request, allowed=())
+    actor = actor_of(request)
     item = await queue.claim(
         engine_of(request),
         request.match_info["reference"],
-        acting_agent(request, body),
+        actor.name,
         claim_timeout_s=settings_of(request).queue.claim_timeout_s,
+        scope=scope_of(request),
+        origin=actor.origin,
     )
     return _json(item)
 
@@ -83,51 +116,100 @@ async def claim(request: web.Request) -> web.Response:
 async def claim_next(request: web.Request) -> web.Response:
     """``POST /items/claim-next``: claim the most urgent waiting item of a team."""
     _no_query(request)
-    body = await read_body(request, allowed=("agent", "team"))
+    body = await read_body(request, allowed=("team",))
     if "team" not in body:
         raise invalid("required: the team whose next item to claim", field="team")
+    actor = actor_of(request)
     item = await queue.claim_next(
         engine_of(request),
         body["team"],
-        acting_agent(request, body),
+        actor.name,
         claim_timeout_s=settings_of(request).queue.claim_timeout_s,
+        scope=scope_of(request),
+        origin=actor.origin,
     )
     return _json(item)
 
 
 async def resolve(request: web.Request) -> web.Response:
-    """``POST /items/{reference}/resolve``: resolve the item, with an optional note."""
+    """``POST /items/{reference}/resolve``: resolve the item, with an optional note; with a
+    ``reply``, the customer is sent it (see :mod:`inbox_daemon.resolution`)."""
     _no_query(request)
-    body = await read_body(request, allowed=("agent", "note"))
-    item = await queue.resolve(
+    body = await read_body(request, allowed=("note", "reply"))
+    actor = actor_of(request)
+    settings = settings_of(request)
+    item = await resolve_with_reply(
         engine_of(request),
         request.match_info["reference"],
-        acting_agent(request, body),
+        actor.name,
+        reply=body.get("reply"),
+        templates=await notice_templates(settings),
+        loop_marker=settings.replies.loop_marker,
         note=body.get("note"),
+        scope=scope_of(request),
+        origin=actor.origin,
     )
     return _json(item)
+
+
+async def reassign(request: web.Request) -> web.Response:
+    """``POST /items/{reference}/reassign``: move the item to a team and/or an agent.
+
+    Leads and admins only (403 for others); the new assignee must be an enabled agent
+    who may see the item.
+    """
+    _no_query(request)
+    body = await read_body(request, allowed=("team", "assignee"))
+    if not agent_of(request).sees_every_item:
+        raise ApiError(403, "forbidden", "only leads and admins reassign items")
+    assignee_scope = await _assignee_scope(request, body.get("assignee"))
+    actor = actor_of(request)
+    item = await queue.reassign(
+        engine_of(request),
+        request.match_info["reference"],
+        actor.name,
+        team=body.get("team"),
+        assignee=body.get("assignee"),
+        assignee_scope=assignee_scope,
+        claim_timeout_s=settings_of(request).queue.claim_timeout_s,
+        scope=scope_of(request),
+        origin=actor.origin,
+    )
+    return _json(item)
+
+
+async def _assignee_scope(request: web.Request, name: str | None) -> Scope | None:
+    if name is None:
+        return None
+    try:
+        agent = await find_agent(engine_of(request), name)
+    except UnknownAgentError as exc:
+        raise invalid(str(exc), field="assignee") from exc
+    return Scope.of(agent, settings_of(request).staff.visibility)
 
 
 async def list_incidents(request: web.Request) -> web.Response:
     """``GET /incidents``: incidents, most recently reported first."""
     limit = _limit(_single_values(request, allowed=("limit",)).get("limit"), default=100)
-    return _json({"incidents": await queue.list_incidents(engine_of(request), limit=limit)})
+    found = await queue.list_incidents(engine_of(request), limit=limit, scope=scope_of(request))
+    return _json({"incidents": found})
 
 
 async def show_incident(request: web.Request) -> web.Response:
     """``GET /incidents/{id}``: the incident with every report it groups."""
     _no_query(request)
     incident_id = positive_id(request.match_info["incident_id"], field="incident_id")
-    return _json(await incident_detail(engine_of(request), incident_id))
+    return _json(await incident_detail(engine_of(request), incident_id, scope_of(request)))
 
 
 # --- input -------------------------------------------------------------------------------
 
 
 def listing_query(
-    request: web.Request, *, default_limit: int
+    request: web.Request, *, default_limit: int, paged: bool = True
 ) -> tuple[QueueFilter, str | None, int]:
-    """The filters, cursor and limit of a listing's query string.
+    """The filters, cursor and limit of a listing's query string (filters alone if not
+    ``paged``).
 
     A parameter is given with a value or left out: an empty value, or one padded with
     spaces, is an error rather than a filter quietly dropped or changed.
@@ -143,6 +225,8 @@ def listing_query(
             )
     if "incident" in params:
         positive_id(params["incident"], field="incident")
+    if not paged:
+        return QueueFilter.parse(params), None, default_limit
     cursor = params.pop("cursor", None)
     limit = _limit(params.pop("limit", None), default=default_limit)
     return QueueFilter.parse(params), cursor, limit
@@ -180,26 +264,12 @@ def _body_fields(document: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[
     values: dict[str, str] = {}
     for name, value in document.items():
         if name not in allowed:
-            raise invalid(f"unknown field; expected {', '.join(allowed)}", field=name)
+            expected = ", ".join(allowed) if allowed else "no fields"
+            raise invalid(f"unknown field; expected {expected}", field=name)
         if not isinstance(value, str):
             raise invalid(f"expected a string, got {type(value).__name__}", field=name)
         values[name] = value
     return values
-
-
-def acting_agent(request: web.Request, body: Mapping[str, str]) -> str:
-    """Who acts: the body's ``agent`` or the ``X-Agent`` header (they must agree).
-
-    Raises:
-        ApiError: neither is given, or both differently.
-    """
-    header, field = request.headers.get("X-Agent"), body.get("agent")
-    if header is not None and field is not None and header.strip() != field.strip():
-        raise invalid(f"the X-Agent header says {header!r}, the body {field!r}", field="agent")
-    agent = field if field is not None else header
-    if agent is None or not agent.strip():
-        raise invalid("required: the acting person's name (X-Agent header or body)", field="agent")
-    return agent
 
 
 def positive_id(text: str, *, field: str) -> int:

@@ -1,37 +1,36 @@
 """The aiohttp application and the middlewares every request passes through.
 
-Requests pass, outermost first: security headers, JSON errors, the bearer token, the body
-limit, then the handler. Errors of every kind leave as one JSON shape,
-``{"error": {"code": ..., "message": ..., "field"?: ...}}``, whose ``code`` is stable (clients
-branch on it) and whose ``message`` names the problem for a person.
+Requests pass, outermost first: security headers, JSON errors, sign-in (an agent's bearer
+token, or the SSO header of a trusted reverse proxy), the body limit, then the handler.
+Errors of every kind leave as one JSON shape, ``{"error": {"code": ..., "message": ...,
+"field"?: ...}}``, whose ``code`` is stable (clients branch on it) and whose ``message``
+names the problem for a person.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..config import Settings, WebSettings
-from ..errors import ConfigError
+from ..agents import Agent, AuthenticationError, UnknownAgentError, authenticate, find_agent
+from ..config import Settings
+from ..metrics import ServiceMetrics
 from ..queue import QueueError
-from . import api, health, pages
-from .context import ENGINE, SETTINGS, TOKEN
+from . import api, health, pages, report_page
+from . import metrics as exposition
+from .context import AGENT, ENGINE, SETTINGS
 from .errors import ApiError, error_response
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: A shorter shared token is refused: it would be guessable.
-TOKEN_MIN_CHARS: Final = 16
-#: Requests under these paths carry data and need the bearer token.
-PROTECTED_PREFIXES: Final = ("/api/v1/", "/fragments/")
+#: Requests under these paths carry data and need a signed-in agent.
+PROTECTED_PREFIXES: Final = ("/api/v1/", "/fragments/", "/report")
 
 _STATUS_CODES: Final = {
     400: "invalid_input",
@@ -51,42 +50,27 @@ _CONTENT_SECURITY_POLICY: Final = (
 )
 
 
-def make_app(engine: AsyncEngine, settings: Settings) -> web.Application:
-    """The web application over ``engine``: JSON API, queue page and health probes.
+def make_app(
+    engine: AsyncEngine, settings: Settings, *, metrics: ServiceMetrics | None = None
+) -> web.Application:
+    """The web application over ``engine``: JSON API, queue page, probes and ``/metrics``.
 
-    Raises:
-        ConfigError: the variable named by ``web.token_env`` is unset, empty or too short.
+    ``metrics`` are the daemon's when it serves the application; a web server alone makes
+    its own (the database's figures, and its process's).
     """
     app = web.Application(
-        middlewares=[_security_headers, _json_errors, _require_token, _limit_body],
+        middlewares=[_security_headers, _json_errors, _sign_in, _limit_body],
         client_max_size=settings.web.max_body_bytes,
     )
     app[ENGINE] = engine
     app[SETTINGS] = settings
-    app[TOKEN] = bearer_token(settings.web).encode()
     health.add_routes(app)
     api.add_routes(app)
     pages.add_routes(app)
-    # Prometheus' /metrics joins here as one more add_routes(app).
+    report_page.add_routes(app)
+    timeout_s = settings.metrics.database_timeout_s
+    exposition.add_routes(app, metrics or ServiceMetrics(database_timeout_s=timeout_s))
     return app
-
-
-def bearer_token(settings: WebSettings) -> str:
-    """The shared API token from the environment variable ``settings.token_env``.
-
-    Raises:
-        ConfigError: the variable is unset, empty or shorter than :data:`TOKEN_MIN_CHARS`.
-    """
-    token = os.environ.get(settings.token_env, "").strip()
-    if len(token) < TOKEN_MIN_CHARS:
-        state = "is not set or empty" if not token else f"holds {len(token)} characters"
-        raise ConfigError(
-            f"environment variable {settings.token_env!r} {state}: the API needs a bearer "
-            f"token of at least {TOKEN_MIN_CHARS} characters "
-            "(python3 -c 'import secrets; print(secrets.token_urlsafe(24))' makes one)",
-            key="web.token_env",
-        )
-    return token
 
 
 @web.middleware
@@ -134,14 +118,36 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
 
 
 @web.middleware
-async def _require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _sign_in(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith(PROTECTED_PREFIXES):
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
-            raise _unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-        if not hmac.compare_digest(given.strip().encode(), request.app[TOKEN]):
-            raise _unauthorized("the bearer token is not valid")
+        request[AGENT] = await signed_in_agent(request)
     return await handler(request)
+
+
+async def signed_in_agent(request: web.Request) -> Agent:
+    """The agent a request comes from: named by a trusted proxy's SSO header, or by a token.
+
+    The SSO header counts only from a peer in ``web.trusted_proxies`` (the proxy must drop
+    the header its clients send); without it the request needs the agent's bearer token.
+
+    Raises:
+        ApiError: 401, saying whether the token is missing, wrong, expired or revoked, or
+            the agent unknown or disabled.
+    """
+    web_settings, engine = request.app[SETTINGS].web, request.app[ENGINE]
+    header = web_settings.sso_header
+    if header and request.remote in web_settings.trusted_proxies and request.headers.get(header):
+        try:
+            return await find_agent(engine, request.headers[header])
+        except UnknownAgentError as exc:
+            raise _unauthorized(f"signed in by the proxy, but {exc}") from exc
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise _unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    try:
+        return await authenticate(engine, given)
+    except AuthenticationError as exc:
+        raise _unauthorized(str(exc)) from exc
 
 
 def _unauthorized(message: str) -> ApiError:

@@ -1,4 +1,4 @@
-"""What every handler reads from its application: the engine and the settings."""
+"""What every handler reads from its application and request: engine, settings, the agent."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ from typing import Final
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..agents import Agent
+from ..audit import Actor
 from ..config import Settings
+from ..visibility import Scope
 
 ENGINE: Final = web.AppKey("engine", AsyncEngine)
 SETTINGS: Final = web.AppKey("settings", Settings)
-TOKEN: Final = web.AppKey("token", bytes)
+#: The agent a request is signed in as (set by the authentication middleware).
+AGENT: Final = web.RequestKey("agent", Agent)
 
 
 def engine_of(request: web.Request) -> AsyncEngine:
@@ -22,3 +26,18 @@ def engine_of(request: web.Request) -> AsyncEngine:
 def settings_of(request: web.Request) -> Settings:
     """The settings the application was made with."""
     return request.app[SETTINGS]
+
+
+def agent_of(request: web.Request) -> Agent:
+    """The agent the request is signed in as."""
+    return request[AGENT]
+
+
+def scope_of(request: web.Request) -> Scope:
+    """What the signed-in agent may see."""
+    return Scope.of(agent_of(request), settings_of(request).staff.visibility)
+
+
+def actor_of(request: web.Request) -> Actor:
+    """The signed-in agent, and the address the request came from, for the audit log."""
+    return Actor(agent_of(request).name, f"http {request.remote or '-'}")

@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..storage.schema import feedback_records, queue_items
+from ..visibility import Scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,28 +29,29 @@ class QueueFacets:
     overdue: int
 
 
-async def queue_facets(engine: AsyncEngine, *, now: datetime) -> QueueFacets:
-    """The facets of every queue item, counted at ``now``."""
+async def queue_facets(
+    engine: AsyncEngine, *, now: datetime, scope: Scope | None = None
+) -> QueueFacets:
+    """The facets of every queue item ``scope`` allows, counted at ``now``."""
     item, record = queue_items.c, feedback_records.c
     is_open = item.state != "resolved"
+    seen = true() if scope is None else scope.clause(item.team, record.category)
+    items = queue_items.join(feedback_records, record.id == item.record_id)
     async with engine.connect() as conn:
 
         async def distinct(column: ColumnElement[str]) -> tuple[str, ...]:
-            query = (
-                select(column)
-                .select_from(queue_items)
-                .join(feedback_records, record.id == item.record_id)
-                .distinct()
-                .order_by(column)
-            )
+            query = select(column).select_from(items).where(seen).distinct().order_by(column)
             return tuple((await conn.execute(query)).scalars())
 
         counts = await conn.execute(
-            select(item.priority, func.count()).where(is_open).group_by(item.priority)
+            select(item.priority, func.count())
+            .select_from(items)
+            .where(is_open, seen)
+            .group_by(item.priority)
         )
         open_by_priority = {priority: count for priority, count in counts.all()}
         overdue = await conn.scalar(
-            select(func.count()).select_from(queue_items).where(is_open, item.due_at <= now)
+            select(func.count()).select_from(items).where(is_open, seen, item.due_at <= now)
         )
         return QueueFacets(
             teams=await distinct(item.team),

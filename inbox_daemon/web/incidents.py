@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..queue import IncidentSummary, NotFoundError
 from ..storage.schema import feedback_records, incidents, queue_items
+from ..visibility import Scope
 
 #: Reports shown with an incident, newest first; the summary counts them all.
 MAX_REPORTS: Final = 500
@@ -52,37 +54,49 @@ class IncidentDetail:
     reports: tuple[IncidentReport, ...]
 
 
-async def incident_detail(engine: AsyncEngine, incident_id: int) -> IncidentDetail:
-    """The incident ``incident_id`` with its reports.
+async def incident_detail(
+    engine: AsyncEngine, incident_id: int, scope: Scope | None = None
+) -> IncidentDetail:
+    """The incident ``incident_id`` with its reports (those ``scope`` allows).
 
     Raises:
-        NotFoundError: no incident has that id.
+        NotFoundError: no incident has that id, or ``scope`` allows none of its reports.
     """
     async with engine.connect() as conn:
-        found = await _summaries(conn, [incident_id])
-        if not found:
+        found = await _summaries(conn, [incident_id], scope)
+        reports = await _reports(conn, incident_id, scope) if found else ()
+        if not found or not reports:
             raise NotFoundError(f"no incident has the id {incident_id}")
-        return IncidentDetail(found[0], await _reports(conn, incident_id))
+        return IncidentDetail(found[0], reports)
 
 
 async def incident_summaries(
-    engine: AsyncEngine, incident_ids: Sequence[int]
+    engine: AsyncEngine, incident_ids: Sequence[int], scope: Scope | None = None
 ) -> dict[int, IncidentSummary]:
     """The incidents ``incident_ids`` by id (unknown ids are left out)."""
     if not incident_ids:
         return {}
     async with engine.connect() as conn:
-        return {summary.id: summary for summary in await _summaries(conn, incident_ids)}
+        summaries = await _summaries(conn, incident_ids, scope)
+        return {summary.id: summary for summary in summaries}
+
+
+def _visible(scope: Scope | None) -> ColumnElement[bool]:
+    """Reports ``scope`` allows, by their item's team (the record's when it has none)."""
+    if scope is None:
+        return true()
+    team = func.coalesce(queue_items.c.team, feedback_records.c.team)
+    return scope.clause(team, feedback_records.c.category)
 
 
 async def _summaries(
-    conn: AsyncConnection, incident_ids: Sequence[int]
+    conn: AsyncConnection, incident_ids: Sequence[int], scope: Scope | None
 ) -> tuple[IncidentSummary, ...]:
     record, item, c = feedback_records.c, queue_items.c, incidents.c
     counts = await conn.execute(
         select(record.incident_id, item.state, func.count())
         .join(queue_items, item.record_id == record.id)
-        .where(record.incident_id.in_(incident_ids))
+        .where(record.incident_id.in_(incident_ids), _visible(scope))
         .group_by(record.incident_id, item.state)
     )
     by_state: dict[int, dict[str, int]] = {}
@@ -96,7 +110,9 @@ async def _summaries(
     return tuple(IncidentSummary(*row, items=by_state.get(row.id, {})) for row in rows.all())
 
 
-async def _reports(conn: AsyncConnection, incident_id: int) -> tuple[IncidentReport, ...]:
+async def _reports(
+    conn: AsyncConnection, incident_id: int, scope: Scope | None
+) -> tuple[IncidentReport, ...]:
     record, item = feedback_records.c, queue_items.c
     original = feedback_records.alias("original")
     rows = await conn.execute(
@@ -115,7 +131,7 @@ async def _reports(conn: AsyncConnection, incident_id: int) -> tuple[IncidentRep
         )
         .outerjoin(queue_items, item.record_id == record.id)
         .outerjoin(original, original.c.id == record.duplicate_of)
-        .where(record.incident_id == incident_id)
+        .where(record.incident_id == incident_id, _visible(scope))
         .order_by(record.received_at.desc(), record.id.desc())
         .limit(MAX_REPORTS)
     )

@@ -1,8 +1,9 @@
 """The queue page: an HTML shell, and the server-rendered fragments its script swaps in.
 
-The shell (``/``) holds no data, so it loads without the token; the page's script asks for
-the agent's name and the token once, keeps them in ``localStorage``, and fetches the
-fragments (``/fragments/...``, token required) that Jinja2 renders here with autoescaping:
+The shell (``/``) holds no data, so it loads without signing in; the page's script asks
+once for the agent's own token (unless a reverse proxy signed them in), keeps it in
+``localStorage``, and fetches the fragments (``/fragments/...``, signed in) that Jinja2
+renders here with autoescaping, narrowed to what the agent may see:
 whatever a customer wrote reaches the browser as text, never as markup. The page's
 Content-Security-Policy (see :mod:`.app`) forbids inline script as a second line of defence.
 """
@@ -24,8 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .. import queue
 from ..queue import PRIORITIES, STATES, IncidentSummary, QueueItem
+from ..visibility import Scope
 from .api import listing_query
-from .context import engine_of, settings_of
+from .context import actor_of, engine_of, scope_of, settings_of
 from .facets import queue_facets
 from .incidents import incident_summaries
 
@@ -77,15 +79,15 @@ async def queue_page(request: web.Request) -> web.Response:
 async def queue_fragment(request: web.Request) -> web.Response:
     """The rows of one listing page, the header counts and the filters' choices."""
     filters, cursor, limit = listing_query(request, default_limit=PAGE_SIZE)
-    engine, now = engine_of(request), datetime.now(UTC)
-    page = await queue.list_items(engine, filters, cursor=cursor, limit=limit, now=now)
-    groups = await group_by_incident(engine, page.items)
+    engine, now, scope = engine_of(request), datetime.now(UTC), scope_of(request)
+    page = await queue.list_items(engine, filters, cursor=cursor, limit=limit, now=now, scope=scope)
+    groups = await group_by_incident(engine, page.items, scope)
     return _html(
         "_queue.html",
         rows=groups,
         next_cursor=page.next_cursor or "",
         shown=len(page.items),
-        facets=await queue_facets(engine, now=now),
+        facets=await queue_facets(engine, now=now, scope=scope),
         filters=filters,
         priorities=PRIORITIES,
         statuses=STATUS_CHOICES,
@@ -94,14 +96,24 @@ async def queue_fragment(request: web.Request) -> web.Response:
 
 
 async def item_fragment(request: web.Request) -> web.Response:
-    """The detail panel of one item: texts, labels and why, acknowledgment, thread, actions."""
+    """The detail panel of one item: texts, labels and why, acknowledgment, thread, history.
+
+    Reading it is a view of the item, logged in the audit log.
+    """
     now = datetime.now(UTC)
-    detail = await queue.show_item(engine_of(request), request.match_info["reference"], now=now)
+    detail = await queue.show_item(
+        engine_of(request),
+        request.match_info["reference"],
+        now=now,
+        scope=scope_of(request),
+        viewer=actor_of(request),
+        view_log_interval_s=settings_of(request).staff.view_log_interval_s,
+    )
     return _html("_item.html", detail=detail, item=detail.item, now=now)
 
 
 async def group_by_incident(
-    engine: AsyncEngine, items: Sequence[QueueItem]
+    engine: AsyncEngine, items: Sequence[QueueItem], scope: Scope | None = None
 ) -> list[QueueItem | IncidentGroup]:
     """``items`` in order, with each incident that has two or more of them folded into one group.
 
@@ -113,7 +125,7 @@ async def group_by_incident(
         if item.incident_id is not None:
             listed[item.incident_id] = listed.get(item.incident_id, 0) + 1
     grouped = [incident_id for incident_id, count in listed.items() if count > 1]
-    summaries = await incident_summaries(engine, grouped)
+    summaries = await incident_summaries(engine, grouped, scope)
     rows: list[QueueItem | IncidentGroup] = []
     groups: dict[int, IncidentGroup] = {}
     for item in items:

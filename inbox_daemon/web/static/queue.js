@@ -1,11 +1,12 @@
-// The queue page's behaviour: sign in once, fetch server-rendered fragments with the
-// token, claim and resolve through the JSON API, refresh without losing the user's place.
+// The queue page's behaviour: sign in once with the agent's own token (or through the
+// reverse proxy's single sign-on), fetch server-rendered fragments, claim and resolve
+// through the JSON API, refresh without losing the user's place.
 // Customer text only ever arrives inside fragments the server escaped; this script never
 // builds markup from data, it moves server-rendered nodes and sets textContent.
 "use strict";
 
 (() => {
-  const STORE = { agent: "inbox-daemon.agent", token: "inbox-daemon.token" };
+  const STORE = { token: "inbox-daemon.token" };
   const FILTERS = ["team", "priority", "status", "channel", "language", "incident"];
   const MAX_ROWS = 500;
 
@@ -17,9 +18,11 @@
   const panel = $("#detail");
   const form = $("#filters");
 
+  // Who the server says the token (or the proxy) signs in: learnt from /api/v1/me.
   const session = {
-    agent: localStorage.getItem(STORE.agent) || "",
+    agent: "",
     token: localStorage.getItem(STORE.token) || "",
+    signedIn: false,
   };
   const view = {
     filters: filtersFromUrl(),
@@ -28,6 +31,7 @@
     nextCursor: "",
     busy: false,
     again: null,
+    more: false,
     timer: 0,
   };
 
@@ -41,8 +45,8 @@
 
   // --- talking to the server -------------------------------------------------------------
 
-  async function request(path, { method = "GET", json } = {}) {
-    const headers = { Authorization: `Bearer ${session.token}` };
+  async function request(path, { method = "GET", json, quiet = false } = {}) {
+    const headers = session.token ? { Authorization: `Bearer ${session.token}` } : {};
     const init = { method, headers, cache: "no-store" };
     if (json !== undefined) {
       headers["Content-Type"] = "application/json";
@@ -56,7 +60,10 @@
     } catch (_) {
       // not a JSON error: keep the status line
     }
-    if (response.status === 401) askSignIn(error.message);
+    if (response.status === 401 && !quiet) {
+      session.signedIn = false;
+      askSignIn(error.message);
+    }
     throw new ApiError(response.status, error);
   }
 
@@ -76,7 +83,7 @@
 
   // One refresh at a time; a request made meanwhile runs once the current one ends.
   async function refresh({ reloadDetail = false } = {}) {
-    if (!session.token || $("#signin").open) return;
+    if (!session.signedIn || $("#signin").open) return;
     if (view.busy) {
       view.again = { reloadDetail: reloadDetail || (view.again && view.again.reloadDetail) };
       return;
@@ -100,6 +107,10 @@
       const again = view.again;
       view.again = null;
       await refresh(again);
+    }
+    if (view.more) {
+      view.more = false;
+      await showMore();
     }
   }
 
@@ -125,8 +136,13 @@
     return row.dataset.ref || (row.dataset.incident ? `incident:${row.dataset.incident}` : "");
   }
 
+  // A click on "Show more" during a refresh is kept, and served once the refresh ends.
   async function showMore() {
-    if (!view.nextCursor || view.busy) return;
+    if (view.busy) {
+      view.more = true;
+      return;
+    }
+    if (!view.nextCursor) return;
     view.busy = true;
     try {
       const query = listingQuery({ cursor: view.nextCursor, limit: pageSize });
@@ -260,8 +276,9 @@
   }
 
   function editing() {
-    const note = $("textarea[name=note]", panel);
-    return Boolean(note && (note.value.trim() || panel.contains(document.activeElement)));
+    const boxes = [...panel.querySelectorAll("textarea")];
+    if (!boxes.length) return false;
+    return boxes.some((box) => box.value.trim()) || panel.contains(document.activeElement);
   }
 
   async function loadDetail(ref, quiet = false) {
@@ -350,14 +367,18 @@
     applyExpanded();
   }
 
+  // The resolve button says what it will do: with a reply written, the customer is sent it
+  // ("Resolve and reply"); without, nothing is sent ("Resolve silently").
   async function act(action) {
     const article = $("article", panel);
     const ref = article.dataset.ref;
     const problem = $(".problem", article);
-    const json = { agent: session.agent };
+    const json = {};
     if (action === "resolve") {
       const note = $("textarea[name=note]", article).value.trim();
       if (note) json.note = note;
+      const reply = $("textarea[name=reply]", article).value.trim();
+      if (reply) json.reply = reply;
     }
     for (const button of article.querySelectorAll(".buttons button")) button.disabled = true;
     try {
@@ -381,7 +402,7 @@
     try {
       const response = await request("/api/v1/items/claim-next", {
         method: "POST",
-        json: { team, agent: session.agent },
+        json: { team },
       });
       const item = await response.json();
       toast(`You hold ${item.reference}`);
@@ -419,19 +440,29 @@
     note.hidden = !problem;
     if (dialog.open) return;
     const fields = $("#signin-form").elements;
-    fields.agent.value = session.agent;
     fields.token.value = "";
     dialog.showModal();
-    (session.agent ? fields.token : fields.agent).focus();
+    fields.token.focus();
   }
 
-  function signedIn(agent, token) {
-    session.agent = agent;
+  // Ask the server who this token (or, with none, the proxy's sign-on) belongs to.
+  async function whoAmI({ quiet = false } = {}) {
+    try {
+      const me = await (await request("/api/v1/me", { quiet })).json();
+      session.agent = me.name;
+      session.signedIn = true;
+      $("#who").textContent = me.name;
+      $("#who").title = `${me.name} (${me.team}, ${me.role}): sign in with another token`;
+      return true;
+    } catch (error) {
+      return false;
+    }
+  }
+
+  async function signIn(token) {
     session.token = token;
-    localStorage.setItem(STORE.agent, agent);
     localStorage.setItem(STORE.token, token);
-    $("#who").textContent = agent;
-    refresh({ reloadDetail: true });
+    if (await whoAmI()) refresh({ reloadDetail: true });
   }
 
   // --- wiring ----------------------------------------------------------------------------
@@ -439,7 +470,7 @@
   $("#signin-form").addEventListener("submit", () => {
     const fields = $("#signin-form").elements;
     $("#signin").close();
-    signedIn(fields.agent.value.trim(), fields.token.value.trim());
+    signIn(fields.token.value.trim());
   });
   $("#who").addEventListener("click", () => askSignIn(""));
 
@@ -487,6 +518,15 @@
     else act(button.dataset.action);
   });
 
+  // The resolve button names what it will do as the reply is written or cleared.
+  panel.addEventListener("input", (event) => {
+    if (!event.target.matches("textarea[name=reply]")) return;
+    const resolve = $('[data-action="resolve"]', panel);
+    if (resolve) {
+      resolve.textContent = event.target.value.trim() ? "Resolve and reply" : "Resolve silently";
+    }
+  });
+
   window.addEventListener("hashchange", () => {
     const ref = refFromHash();
     if (ref) openItem(ref);
@@ -503,10 +543,8 @@
   view.timer = setInterval(() => {
     if (!document.hidden) refresh();
   }, refreshSeconds * 1000);
-  if (session.token) {
-    $("#who").textContent = session.agent;
-    refresh({ reloadDetail: true });
-  } else {
-    askSignIn("");
-  }
+  whoAmI({ quiet: !session.token }).then((known) => {
+    if (known) refresh({ reloadDetail: true });
+    else if (!$("#signin").open) askSignIn("");
+  });
 })();
