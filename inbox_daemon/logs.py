@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Final, TextIO
 
@@ -13,6 +16,22 @@ _STANDARD: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None
     "message",
     "asctime",
 }
+
+
+#: The source whose poll or delivery the running task serves. A line logged meanwhile names it,
+#: whoever logs it: the core, an adapter, or a client library the adapter drives.
+_current_source: Final[ContextVar[str | None]] = ContextVar("current_source", default=None)
+
+
+@contextmanager
+def source_context(name: str) -> Iterator[None]:
+    """Name ``name`` as the source of every line logged within (in this task and those it
+    starts)."""
+    token = _current_source.set(name)
+    try:
+        yield
+    finally:
+        _current_source.reset(token)
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,6 +45,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        source = _current_source.get()
+        if source is not None:
+            entry["source"] = source  # an explicit ``extra`` source, below, wins
         entry.update({key: value for key, value in vars(record).items() if key not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

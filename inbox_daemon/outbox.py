@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .config import OutboxSettings
 from .ingest import utcnow
 from .interfaces import DeliveryPass, SendResult, SourceAdapter
+from .logs import source_context
 from .metrics import ServiceMetrics
 from .storage.repository import (
     ClaimedReply,
@@ -127,7 +128,8 @@ class OutboxSender:
         return lost
 
     async def _deliver(self, item: ClaimedReply, report: DeliveryReport) -> None:
-        result = await self._adapters[item.source].send(item.reply)
+        with source_context(item.source):
+            result = await self._adapters[item.source].send(item.reply)
         if result.outcome == "retry" and item.attempt >= self._settings.max_attempts:
             result = SendResult.failed(f"gave up after {item.attempt} attempts: {result.reason}")
         retry_at = None

@@ -26,6 +26,7 @@ from .alerts import AlertDispatcher, AlertReport
 from .config import ServiceSettings, Settings, SourceSettings, load_settings
 from .errors import ConfigError, InboxError, PermanentError, RetryableError
 from .ingest import PollReport, SourceRunner, utcnow
+from .logs import source_context
 from .metrics import ServiceMetrics
 from .outbox import DeliveryReport, OutboxSender
 from .pipeline.dedupe import DedupeIndex, DedupeSettings, restore_index
@@ -194,6 +195,10 @@ class Daemon:
 
     async def poll_source(self, name: str) -> PollReport | str:
         """Poll one source and record its state; returns the report, or the error as text."""
+        with source_context(name):
+            return await self._poll_source(name)
+
+    async def _poll_source(self, name: str) -> PollReport | str:
         try:
             poll = await self.runners[name].poll()
         except InboxError as exc:
@@ -410,10 +415,24 @@ class Daemon:
             scheduler.modify_job(f"source:{name}", next_run_time=self._resume_at[name])
 
     async def _deliver_job(self) -> None:
-        await self._tracked(self.outbox.deliver_due())
+        await self._unless_database_fails("outbox", self.outbox.deliver_due())
 
     async def _alerts_job(self) -> None:
-        await self._tracked(self.alerts.run())
+        await self._unless_database_fails("alerts", self.alerts.run())
+
+    async def _unless_database_fails(self, stage: str, work: Coroutine[Any, Any, Any]) -> None:
+        """Run a periodic job's pass; a database or network failure is logged in a line and
+        the next pass tries again. Left to the scheduler, it would log a traceback carrying
+        the failed statement, and so the customer text of a reply."""
+        try:
+            await self._tracked(work)
+        except (OSError, SQLAlchemyError) as exc:
+            logger.error(
+                "%s pass failed, the next one will try again: %s",
+                stage,
+                describe_error(exc, database=describe_database(self.engine.url)),
+                extra={"stage": stage},
+            )
 
     async def _retention_job(self) -> None:
         # One replica runs it: the others find the lease taken and skip this day's run.

@@ -96,6 +96,9 @@ async def test_a_real_ingest_logs_json_lines_with_references_never_a_body_or_sec
     assert record["redactions"] == {"password": 1, "seed_phrase": 1}
     [batch] = [line for line in lines if line["message"] == "batch stored" and line["stored"]]
     assert (batch["source"], batch["stage"]) == ("support-mail", "commit")
+    # The adapter's lines name the source too, though it never passes it (its sent reply).
+    [sent] = [line for line in lines if line["logger"] == "inbox_email.smtp"]
+    assert sent["message"].startswith("acknowledgment") and sent["source"] == "support-mail"
 
 
 @dataclass(frozen=True)
