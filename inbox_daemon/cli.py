@@ -173,7 +173,7 @@ async def _run(args: argparse.Namespace) -> int:
         if settings.web.enabled:
             from .web.server import start_web
 
-            await start_web(stack, daemon.engine, settings, metrics=daemon.metrics)
+            await start_web(stack, daemon.engine, settings, metrics=daemon.metrics, live=daemon)
         if settings.metrics.enabled:
             from .web.server import start_metrics_server
 

@@ -83,6 +83,18 @@ def _check_reloadable(running: Settings, new: Settings) -> None:
             path=str(new.config_path),
             key="storage",
         )
+    # The servers listen where they started; what they serve follows the reload.
+    for section, old, wanted in (
+        ("web", running.web, new.web),
+        ("metrics", running.metrics, new.metrics),
+    ):
+        if (old.enabled, old.host, old.port) != (wanted.enabled, wanted.host, wanted.port):
+            raise ConfigError(
+                f"whether and where the {section} server listens cannot change while running;"
+                " restart the daemon to apply it",
+                path=str(new.config_path),
+                key=section,
+            )
 
 
 async def _dedupe_index(engine: AsyncEngine, settings: DedupeSettings) -> DedupeIndex:

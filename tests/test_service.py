@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
@@ -16,6 +17,7 @@ from inbox_daemon.loopback.imap import LoopbackImapServer
 from inbox_daemon.loopback.smtp import LoopbackSmtpServer
 from inbox_daemon.storage.schema import cursors, feedback_records
 from tests.daemon import migrated_engine
+from tests.faults import free_port
 from tests.peers import CuttingProxy, SlowProxy
 
 pytestmark = pytest.mark.timeout(90)
@@ -247,3 +249,44 @@ async def test_sigterm_abandons_a_stalled_batch_after_the_grace_and_exits_0(
     uids, last_uid = await stored_uids_and_cursor(path)
     assert len(uids) == 1  # the first mail only: its batch committed before the stall
     assert last_uid == uids[0]
+
+
+async def test_sighup_reaches_the_web_server_run_serves_and_cannot_move_it(tmp_path: Path) -> None:
+    async with LoopbackImapServer() as imap, LoopbackSmtpServer() as smtp:
+        path = config(tmp_path, imap, smtp)
+        port = free_port()
+        served = f"{path.read_text(encoding='utf-8')}\n[web]\nenabled = true\nport = {port}\n"
+        path.write_text(served, encoding="utf-8")
+        for command in (("migrate",), ("agents", "add", "ana", "--team", "finance")):
+            assert await (await inbox_daemon(*command, "--config", str(path))).wait() == 0
+        service = await inbox_daemon("run", "--config", str(path))
+        me = f"http://127.0.0.1:{port}/api/v1/me"
+        signed_in_by_proxy = {"X-Forwarded-User": "ana"}
+        try:
+            await log_line(service, f"web server listening on http://127.0.0.1:{port}/")
+            async with aiohttp.ClientSession() as session:
+                async with session.get(me, headers=signed_in_by_proxy) as response:
+                    assert response.status == 401  # no SSO configured: the header is no one's
+
+                # The operator puts the server behind their SSO proxy: no restart needed.
+                path.write_text(f'{served}sso_header = "X-Forwarded-User"\n', encoding="utf-8")
+                service.send_signal(signal.SIGHUP)
+                await log_line(service, "configuration reloaded")
+                async with session.get(me, headers=signed_in_by_proxy) as response:
+                    assert response.status == 200
+                    assert (await response.json())["name"] == "ana"
+
+                # Moving the server is refused (it listens where it started), and said so.
+                moved = served.replace(f"port = {port}", f"port = {free_port()}")
+                path.write_text(f'{moved}sso_header = "X-Forwarded-User"\n', encoding="utf-8")
+                service.send_signal(signal.SIGHUP)
+                refused = await log_line(
+                    service, "configuration reload refused; the running configuration stays"
+                )
+                assert "restart the daemon" in refused["error"] and "web" in refused["error"]
+                async with session.get(me, headers=signed_in_by_proxy) as response:
+                    assert response.status == 200
+        finally:
+            service.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(service.communicate(), timeout=20)
+        assert service.returncode == 0, stderr.decode()

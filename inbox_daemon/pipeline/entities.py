@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from .matching import automaton_of
+
 _UID: Final = re.compile(
     r"(?:\bUID|用户ID|用戶ID|ユーザーID|아이디)\s*[:：#№]?\s*(\d{5,12})\b", re.IGNORECASE
 )
@@ -246,21 +248,24 @@ class Entities:
 
 def extract_entities(text: str) -> Entities:
     """The identifiers and topics quoted in ``text`` (subject and body)."""
-    lowered = text.lower()
+    topics = _topics(text.lower())
+    # Most texts quote no address, handle, tag or hash: a scan is skipped without its mark.
     return Entities(
         uids=_sorted(match for match in _UID.findall(text)),
         orders=_sorted(a or b for a, b in _ORDER.findall(text)),
         tx_hashes=_sorted(match.lower().removeprefix("0x") for match in _TX_HASH.findall(text)),
-        emails=_sorted(match.lower() for match in _EMAIL.findall(text)),
-        handles=_sorted(f"@{match.lower()}" for match in _HANDLE.findall(text)),
-        coins=_vocabulary(lowered, _COINS),
-        networks=_vocabulary(lowered, _NETWORKS),
-        platforms=_vocabulary(lowered, _PLATFORMS),
-        directions=_stems(lowered, _DIRECTIONS),
-        symptoms=_stems(lowered, _SYMPTOMS),
-        hashtags=_sorted(f"#{match.lower()}" for match in _HASHTAG.findall(text)),
-        cashtags=_sorted(f"${match.upper()}" for match in _CASHTAG.findall(text)),
-        urls=_sorted(match.rstrip(".,;:!?") for match in _URL.findall(text)),
+        emails=_sorted(match.lower() for match in _EMAIL.findall(text)) if "@" in text else (),
+        handles=_sorted(f"@{m.lower()}" for m in _HANDLE.findall(text)) if "@" in text else (),
+        coins=topics["coins"],
+        networks=topics["networks"],
+        platforms=topics["platforms"],
+        directions=topics["directions"],
+        symptoms=topics["symptoms"],
+        hashtags=_sorted(f"#{m.lower()}" for m in _HASHTAG.findall(text)) if "#" in text else (),
+        cashtags=_sorted(f"${m.upper()}" for m in _CASHTAG.findall(text)) if "$" in text else (),
+        urls=_sorted(match.rstrip(".,;:!?") for match in _URL.findall(text))
+        if "://" in text
+        else (),
     )
 
 
@@ -268,28 +273,52 @@ def _sorted(values: object) -> tuple[str, ...]:
     return tuple(sorted(set(values)))  # type: ignore[call-overload]
 
 
-def _vocabulary_pattern(vocabulary: Mapping[str, str]) -> re.Pattern[str]:
-    # One search per vocabulary: Latin-script terms as whole words (also as $TICKER or #tag),
-    # other scripts anywhere; the longest alternative first so "bep20" beats "bep2".
-    terms = sorted(vocabulary, key=len, reverse=True)
-    latin = "|".join(re.escape(term) for term in terms if term.isascii())
-    other = "|".join(re.escape(term) for term in terms if not term.isascii())
-    sources = [rf"(?<![\w])[$#]?({latin})(?!\w)"] + ([f"({other})"] if other else [])
-    return re.compile("|".join(sources))
+@dataclass(frozen=True, slots=True)
+class _Term:
+    """A word of the topic vocabulary: what it names, and how it must stand in a text."""
+
+    kind: str
+    value: str
+    length: int
+    #: Latin-script words count only as words of their own ("op" is no coin in "stop"), also
+    #: as a $TICKER or #tag; other scripts, and the stems of directions and symptoms, anywhere.
+    whole_word: bool
 
 
-def _vocabulary(lowered: str, vocabulary: Mapping[str, str]) -> tuple[str, ...]:
-    pattern = _VOCABULARY_PATTERNS[id(vocabulary)]
-    found = {
-        vocabulary[next(group for group in match if group)] for match in pattern.findall(lowered)
-    }
-    return tuple(sorted(found))
+def _topic_terms() -> dict[str, tuple[_Term, ...]]:
+    terms: dict[str, list[_Term]] = {}
+    for kind, vocabulary in (("coins", _COINS), ("networks", _NETWORKS), ("platforms", _PLATFORMS)):
+        for word, value in vocabulary.items():
+            terms.setdefault(word, []).append(_Term(kind, value, len(word), word.isascii()))
+    for kind, stems in (("directions", _DIRECTIONS), ("symptoms", _SYMPTOMS)):
+        for name, words in stems.items():
+            for word in words:
+                terms.setdefault(word, []).append(_Term(kind, name, len(word), False))
+    return {word: tuple(found) for word, found in terms.items()}
 
 
-def _stems(lowered: str, stems: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
-    return tuple(sorted(name for name, words in stems.items() if any(w in lowered for w in words)))
+_TOPIC_KINDS: Final = ("coins", "networks", "platforms", "directions", "symptoms")
+_TOPICS: Final = automaton_of(_topic_terms())
 
 
-_VOCABULARY_PATTERNS: Final = {
-    id(v): _vocabulary_pattern(v) for v in (_COINS, _NETWORKS, _PLATFORMS)
-}
+def _topics(lowered: str) -> dict[str, tuple[str, ...]]:
+    """The coins, networks, platforms, directions and symptoms ``lowered`` text names, found
+    in one pass (Aho-Corasick) over it."""
+    found: dict[str, set[str]] = {kind: set() for kind in _TOPIC_KINDS}
+    for last, terms in _TOPICS.iter(lowered) if _TOPICS is not None else ():
+        for term in terms:
+            if term.whole_word and not _stands_alone(lowered, last + 1 - term.length, last + 1):
+                continue
+            found[term.kind].add(term.value)
+    return {kind: tuple(sorted(values)) for kind, values in found.items()}
+
+
+def _stands_alone(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is a word of its own (no word character either side)."""
+    return (start == 0 or not _is_word_char(text[start - 1])) and (
+        end == len(text) or not _is_word_char(text[end])
+    )
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"  # what a regex's \w matches

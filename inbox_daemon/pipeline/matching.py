@@ -106,9 +106,9 @@ class PhraseIndex:
         for (text, prefix), names in owners.items():
             anywhere = _WORD.match(text) is None
             phrases[text].append(_Phrase(text, prefix, anywhere, tuple(names)))
-        self._keywords = _automaton({text: tuple(found) for text, found in phrases.items()})
+        self._keywords = automaton_of({text: tuple(found) for text, found in phrases.items()})
         literals = frozenset().union(*(pattern.literals for pattern in patterns))
-        self._literals = _automaton({literal: literal for literal in literals})
+        self._literals = automaton_of({literal: literal for literal in literals})
 
     def search(self, folded: str) -> dict[str, str]:
         """The first keyword found for each owner, in ``folded`` text (see :func:`fold`)."""
@@ -133,11 +133,13 @@ class PhraseIndex:
         return frozenset(literal for _, literal in self._literals.iter(case_key(text)))
 
 
-class _Automaton(Protocol):
+class Automaton(Protocol):
+    """What :func:`automaton_of` gives: (index of the last character, value) per occurrence."""
+
     def iter(self, text: str) -> Iterator[tuple[int, Any]]: ...
 
 
-def _automaton(values: dict[str, Any]) -> _Automaton | None:
+def automaton_of(values: dict[str, Any]) -> Automaton | None:
     """An Aho-Corasick automaton finding every key of ``values``; ``None`` when there is none."""
     if not values:
         return None
@@ -145,7 +147,7 @@ def _automaton(values: dict[str, Any]) -> _Automaton | None:
     for key, value in values.items():
         automaton.add_word(key, value)
     automaton.make_automaton()
-    return cast("_Automaton", automaton)
+    return cast("Automaton", automaton)
 
 
 def _is_token_char(char: str) -> bool:

@@ -22,7 +22,7 @@ from ..metrics import ServiceMetrics
 from ..queue import QueueError
 from . import api, health, pages, report_page
 from . import metrics as exposition
-from .context import AGENT, ENGINE, SETTINGS
+from .context import AGENT, ENGINE, SETTINGS, FixedSettings, SettingsSource, settings_of
 from .errors import ApiError, error_response
 
 logger = logging.getLogger(__name__)
@@ -51,19 +51,24 @@ _CONTENT_SECURITY_POLICY: Final = (
 
 
 def make_app(
-    engine: AsyncEngine, settings: Settings, *, metrics: ServiceMetrics | None = None
+    engine: AsyncEngine,
+    settings: Settings,
+    *,
+    metrics: ServiceMetrics | None = None,
+    live: SettingsSource | None = None,
 ) -> web.Application:
     """The web application over ``engine``: JSON API, queue page, probes and ``/metrics``.
 
-    ``metrics`` are the daemon's when it serves the application; a web server alone makes
-    its own (the database's figures, and its process's).
+    ``metrics`` and ``live`` are the daemon's when it serves the application: requests then
+    read the settings a reload gives the daemon. A web server alone makes its own metrics
+    (the database's figures, and its process's) and keeps ``settings``.
     """
     app = web.Application(
         middlewares=[_security_headers, _json_errors, _sign_in, _limit_body],
         client_max_size=settings.web.max_body_bytes,
     )
     app[ENGINE] = engine
-    app[SETTINGS] = settings
+    app[SETTINGS] = live or FixedSettings(settings)
     health.add_routes(app)
     api.add_routes(app)
     pages.add_routes(app)
@@ -109,7 +114,7 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
     elif exc.status == 405:
         message = f"{request.method} is not allowed on {request.path}"
     elif exc.status == 413:
-        limit = request.app[SETTINGS].web.max_body_bytes
+        limit = settings_of(request).web.max_body_bytes
         return error_response(413, code, f"the body is over {limit} bytes", "body")
     else:
         message = exc.reason
@@ -134,7 +139,7 @@ async def signed_in_agent(request: web.Request) -> Agent:
         ApiError: 401, saying whether the token is missing, wrong, expired or revoked, or
             the agent unknown or disabled.
     """
-    web_settings, engine = request.app[SETTINGS].web, request.app[ENGINE]
+    web_settings, engine = settings_of(request).web, request.app[ENGINE]
     header = web_settings.sso_header
     if header and request.remote in web_settings.trusted_proxies and request.headers.get(header):
         try:
@@ -159,7 +164,7 @@ def _unauthorized(message: str) -> ApiError:
 async def _limit_body(request: web.Request, handler: Handler) -> web.StreamResponse:
     # A declared length is refused before a byte is read; a chunked body is cut off by the
     # application's client_max_size, which raises the same 413 while it is read.
-    limit = request.app[SETTINGS].web.max_body_bytes
+    limit = settings_of(request).web.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "payload_too_large", f"the body is over {limit} bytes", field="body")
     return await handler(request)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Protocol
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,8 +13,25 @@ from ..audit import Actor
 from ..config import Settings
 from ..visibility import Scope
 
+
+class SettingsSource(Protocol):
+    """Where the application reads its settings on each request: the daemon, whose reload
+    (SIGHUP) replaces them, or :class:`FixedSettings`."""
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force."""
+
+
+@dataclass(frozen=True, slots=True)
+class FixedSettings:
+    """Settings that stay as they were loaded (a web server on its own)."""
+
+    settings: Settings
+
+
 ENGINE: Final = web.AppKey("engine", AsyncEngine)
-SETTINGS: Final = web.AppKey("settings", Settings)
+SETTINGS: Final[web.AppKey[SettingsSource]] = web.AppKey("settings")
 #: The agent a request is signed in as (set by the authentication middleware).
 AGENT: Final = web.RequestKey("agent", Agent)
 
@@ -24,8 +42,8 @@ def engine_of(request: web.Request) -> AsyncEngine:
 
 
 def settings_of(request: web.Request) -> Settings:
-    """The settings the application was made with."""
-    return request.app[SETTINGS]
+    """The settings in force (a reload of the daemon serving the application replaces them)."""
+    return request.app[SETTINGS].settings
 
 
 def agent_of(request: web.Request) -> Agent:

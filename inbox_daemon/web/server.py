@@ -15,6 +15,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..metrics import ServiceMetrics
 from .app import make_app
+from .context import SettingsSource
 from .metrics import metrics_app
 
 logger = logging.getLogger(__name__)
@@ -42,17 +43,19 @@ async def start_web(
     host: str | None = None,
     port: int | None = None,
     metrics: ServiceMetrics | None = None,
+    live: SettingsSource | None = None,
 ) -> WebServer:
     """Serve the application over ``engine`` until ``stack`` closes.
 
     ``host`` and ``port`` override ``settings.web``; port 0 picks a free port. ``metrics``
-    are the daemon's, served at ``/metrics`` (a web server alone has its own). On close,
-    open requests get the service's shutdown grace period to finish.
+    are the daemon's, served at ``/metrics`` (a web server alone has its own), and ``live``
+    the daemon, whose reloaded settings requests then read. On close, open requests get the
+    service's shutdown grace period to finish.
 
     Raises:
         ConfigError: the address cannot be listened on (taken, or not this machine's).
     """
-    app = make_app(engine, settings, metrics=metrics)
+    app = make_app(engine, settings, metrics=metrics, live=live)
     server = await listen(
         stack,
         app,
