@@ -31,6 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from . import audit
 from .audit import Actor
 from .errors import InboxError
+from .storage.engine import reading
 from .storage.schema import agent_tokens, agents
 
 ROLES: Final = ("agent", "lead", "admin")
@@ -298,7 +299,7 @@ async def authenticate(engine: AsyncEngine, token: str, *, now: datetime | None 
     if match is None:
         raise AuthenticationError("the bearer token is not valid")
     token_id, secret = match.groups()
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         row = (
             await conn.execute(
                 _token_query(agents.c.team, agents.c.role, agents.c.disabled_at)

@@ -49,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .interfaces import Batch, FeedbackRecord
 from .queue import QueueDepth, queue_depth
 from .storage.batch import BatchOutcome
+from .storage.engine import reading
 from .storage.schema import cursors, feedback_records, outbox
 
 logger = logging.getLogger(__name__)
@@ -285,7 +286,7 @@ async def repeat_levels(engine: AsyncEngine, references: Sequence[str]) -> Count
         .select_from(record.join(original, original.c.id == record.c.duplicate_of))
         .where(record.c.reference.in_(list(references)))
     )
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         return Counter((await conn.execute(query)).scalars().all())
 
 
@@ -350,7 +351,7 @@ async def outbox_backlog(engine: AsyncEngine) -> dict[str, int]:
         .where(outbox.c.state.in_(BACKLOG_STATES))
         .group_by(outbox.c.state)
     )
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         return {state: count for state, count in (await conn.execute(query)).all()}
 
 
@@ -380,7 +381,7 @@ class CursorState:
 async def cursor_states(engine: AsyncEngine) -> dict[str, CursorState]:
     """Every stored cursor by source name (a source that never committed has none)."""
     query = select(cursors.c.source, cursors.c.value, cursors.c.version, cursors.c.updated_at)
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         rows = (await conn.execute(query)).all()
     return {
         row.source: CursorState(cursor_summary(row.value), row.version, row.updated_at)

@@ -45,7 +45,19 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import Row, Select, and_, delete, func, insert, or_, select, true, update
+from sqlalchemy import (
+    Row,
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Join
@@ -54,6 +66,7 @@ from . import audit
 from .audit import Actor, AuditEntry
 from .errors import InboxError
 from .interfaces import FeedbackRecord
+from .storage.engine import reading
 from .storage.schema import (
     feedback_records,
     incidents,
@@ -69,6 +82,10 @@ WAITING: Final = ("new", "reopened", "escalated")
 STATES: Final = (*WAITING, "claimed", "resolved")
 #: The status filter for every state but ``resolved``.
 OPEN: Final = "open"
+#: The items of that filter, in SQL. "resolved" is written into the statement, not bound:
+#: the indexes of open items are partial, and SQLite matches a query's condition against
+#: an index's WHERE only when it is spelled the same, never through a parameter.
+UNRESOLVED: Final = queue_items.c.state != literal_column("'resolved'")
 #: The actor of changes nobody asked for: expired claims, reopening on a new message.
 SYSTEM_ACTOR: Final = "inbox-daemon"
 REPLAY_ACTOR: Final = "replay"
@@ -342,7 +359,8 @@ async def list_items(
         raise InvalidInputError(f"expected 1 to {MAX_PAGE}, got {limit}", field="limit")
     if cursor:
         query = query.where(_after(*_decode_cursor(cursor)))
-    async with _session(engine, at) as conn:
+    await _release_expired_claims(engine, at)
+    async with reading(engine) as conn:
         rows = (await conn.execute(query.limit(limit + 1))).all()
     items = tuple(_item(row, at) for row in rows[:limit])
     more = len(rows) > limit
@@ -445,13 +463,8 @@ async def queue_depth(engine: AsyncEngine) -> list[QueueDepth]:
     operation returns it, so metrics and ``status`` never write to the queue.
     """
     columns = (queue_items.c.team, queue_items.c.priority, queue_items.c.state)
-    query = (
-        select(*columns, func.count())
-        .where(queue_items.c.state != "resolved")
-        .group_by(*columns)
-        .order_by(*columns)
-    )
-    async with engine.connect() as conn:
+    query = select(*columns, func.count()).where(UNRESOLVED).group_by(*columns).order_by(*columns)
+    async with reading(engine) as conn:
         rows = (await conn.execute(query)).all()
     return [QueueDepth(team, priority, status, count) for team, priority, status, count in rows]
 
@@ -900,8 +913,24 @@ async def _session(engine: AsyncEngine, now: datetime) -> AsyncIterator[AsyncCon
         yield conn
 
 
+async def _release_expired_claims(engine: AsyncEngine, now: datetime) -> None:
+    """Return expired claims to the queue, taking the write lock only when there are some
+    (a listing is a read, and most find none)."""
+    async with reading(engine) as conn:
+        expired = (
+            await conn.execute(select(queue_items.c.id).where(_expired(now)).limit(1))
+        ).first()
+    if expired is not None:
+        async with engine.begin() as conn:
+            await _release_expired(conn, now)
+
+
+def _expired(now: datetime) -> ColumnElement[bool]:
+    return and_(queue_items.c.state == "claimed", queue_items.c.claim_expires_at <= now)
+
+
 async def _release_expired(conn: AsyncConnection, now: datetime) -> int:
-    expired = and_(queue_items.c.state == "claimed", queue_items.c.claim_expires_at <= now)
+    expired = _expired(now)
     query = _state_query().where(expired).order_by(queue_items.c.id)
     if _is_postgresql(conn):
         query = query.with_for_update(skip_locked=True, of=queue_items)
@@ -1244,7 +1273,7 @@ def _listing(filters: QueueFilter, scope: Scope | None = None) -> Select[Any]:
         if value is not None:
             matches.append(column == value)
     if filters.status == OPEN:
-        matches.append(queue_items.c.state != "resolved")
+        matches.append(UNRESOLVED)
     elif filters.status is not None:
         matches.append(queue_items.c.state == filters.status)
     return (

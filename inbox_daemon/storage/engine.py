@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final
 
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 #: How long a SQLite writer waits for another process's lock before failing.
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
+#: The execution option that marks a connection as only reading (see :func:`reading`).
+_READS_ONLY: Final = "inbox_reads_only"
 
 
 def database_url(url: str, base_dir: Path) -> URL:
@@ -62,7 +66,24 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _begin_immediate(connection: Connection) -> None:
         # Take the write lock up front: two writers then queue on busy_timeout instead of
-        # failing with "database is locked" when a read transaction tries to upgrade.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # failing with "database is locked" when a read transaction tries to upgrade. A
+        # connection that only reads takes none: in WAL mode it reads beside the writer.
+        if connection.get_execution_options().get(_READS_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+@asynccontextmanager
+async def reading(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads only.
+
+    On SQLite its transaction does not take the write lock, so reads (the queue page's
+    listings, sign-ins, metrics) run beside each other and beside a writer instead of
+    queueing behind every write. A write through it would fail: use ``engine.begin()``.
+    """
+    async with engine.connect() as conn:
+        await conn.execution_options(**{_READS_ONLY: True})
+        yield conn

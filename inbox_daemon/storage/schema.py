@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
@@ -149,7 +150,14 @@ feedback_records = Table(
     Index(None, "channel", "external_id"),
     Index(None, "channel", "sender_id", "received_at"),
     Index(None, "thread_key"),
+    Index(None, "incident_id"),  # an incident's reports are counted at each batch
 )
+
+#: The WHERE of the partial indexes of open queue items, spelled as queue.UNRESOLVED is.
+_OPEN_ITEMS: Final[dict[str, Any]] = {
+    "sqlite_where": text("state != 'resolved'"),
+    "postgresql_where": text("state != 'resolved'"),
+}
 
 queue_items = Table(
     "queue_items",
@@ -176,6 +184,17 @@ queue_items = Table(
     Index(None, "state", "team", "priority", "due_at"),
     Index(None, "priority", "due_at", "id"),
     Index(None, "state", "claim_expires_at"),
+    # The work still to do, in listing order, everyone's and a team's: resolved items pile
+    # up for ever, and a listing of open items must not walk past them (queue.UNRESOLVED).
+    Index("ix_queue_items_open_priority_due_at_id", "priority", "due_at", "id", **_OPEN_ITEMS),
+    Index(
+        "ix_queue_items_open_team_priority_due_at_id",
+        "team",
+        "priority",
+        "due_at",
+        "id",
+        **_OPEN_ITEMS,
+    ),
 )
 
 #: Every change of a queue item's state: who, when, from what to what (append-only).

@@ -310,20 +310,24 @@ def _no_query(request: web.Request) -> None:
 
 
 def _json(value: object) -> web.Response:
-    return web.json_response(as_json(value), dumps=lambda doc: json.dumps(doc, ensure_ascii=False))
+    return web.json_response(value, dumps=_dumps)
 
 
-def as_json(value: object) -> object:
-    """``value`` (queue dataclasses, datetimes, mappings, tuples) as JSON-ready data."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: as_json(getattr(value, f.name)) for f in fields(value)}
+def _dumps(document: object) -> str:
+    # The C encoder walks the dicts, lists and tuples; only what it cannot write reaches
+    # ``_plain`` (a page of items is thousands of values: walked in Python, most of a request).
+    return json.dumps(document, ensure_ascii=False, default=_plain)
+
+
+def _plain(value: object) -> object:
+    """``value`` (a queue dataclass, a datetime, another mapping) as data JSON can write."""
     if isinstance(value, datetime):
         return value.isoformat()
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
     if isinstance(value, Mapping):
-        return {str(key): as_json(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [as_json(item) for item in value]
-    return value
+        return {str(key): item for key, item in value.items()}
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 @cache

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from ..storage.engine import reading
 from ..storage.schema import feedback_records, queue_items
 from ..visibility import Scope
 
@@ -37,7 +38,7 @@ async def queue_facets(
     is_open = item.state != "resolved"
     seen = true() if scope is None else scope.clause(item.team, record.category)
     items = queue_items.join(feedback_records, record.id == item.record_id)
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
 
         async def distinct(column: ColumnElement[str]) -> tuple[str, ...]:
             query = select(column).select_from(items).where(seen).distinct().order_by(column)

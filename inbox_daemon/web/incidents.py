@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..queue import IncidentSummary, NotFoundError
+from ..storage.engine import reading
 from ..storage.schema import feedback_records, incidents, queue_items
 from ..visibility import Scope
 
@@ -62,7 +63,7 @@ async def incident_detail(
     Raises:
         NotFoundError: no incident has that id, or ``scope`` allows none of its reports.
     """
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         found = await _summaries(conn, [incident_id], scope)
         reports = await _reports(conn, incident_id, scope) if found else ()
         if not found or not reports:
@@ -76,7 +77,7 @@ async def incident_summaries(
     """The incidents ``incident_ids`` by id (unknown ids are left out)."""
     if not incident_ids:
         return {}
-    async with engine.connect() as conn:
+    async with reading(engine) as conn:
         summaries = await _summaries(conn, incident_ids, scope)
         return {summary.id: summary for summary in summaries}
 
