@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from inbox_daemon.pipeline.dedupe import DedupeIndex, DedupeSettings, Seen, persons_of
+from inbox_daemon.pipeline.dedupe import (
+    DedupeIndex,
+    DedupeResult,
+    DedupeSettings,
+    Seen,
+    persons_of,
+)
 from inbox_daemon.pipeline.entities import extract_entities
 from tests.factories import NOW
 
@@ -189,3 +195,36 @@ def test_a_handle_identifies_a_sender_whose_id_is_a_number() -> None:
         "twitter", "1234567", extract_entities(""), handle="@Alice_Trades", people=people
     )
     assert keys == {"twitter:1234567", "twitter:@alice_trades", "person:vip"}
+
+
+def test_a_record_dated_later_than_those_after_it_does_not_keep_them_from_expiring() -> None:
+    # A mail without a usable Date is dated when it is fetched: during a backfill of a month,
+    # it is a month newer than the mail read after it.
+    index = DedupeIndex(DedupeSettings(duplicate_window_s=3600, incident_window_s=60))
+    index.add(_seen_at(0, NOW), DedupeResult())
+    start = NOW - timedelta(days=30)
+    for number in range(1, 2000):
+        seen = _seen_at(number, start + timedelta(seconds=30 * number))
+        index.check(seen)
+        index.add(seen, DedupeResult())
+    assert len(index) <= 3600 // 30 + 2  # the window's records and the late-dated one
+    assert len(index._by_person) <= 3600 // 30 + 2
+
+
+def test_forgotten_records_leave_no_empty_entry_behind() -> None:
+    index = DedupeIndex(DedupeSettings())
+    index.add(_seen_at(1, NOW), DedupeResult())
+    index.forget({"FB-0000-0001"})
+    assert len(index) == 0
+    assert not index._by_person
+
+
+def _seen_at(number: int, when: datetime) -> Seen:
+    return Seen(
+        reference=f"FB-0000-{number:04d}",
+        received_at=when,
+        persons=frozenset({f"email:u{number}@example.net"}),
+        category="other",
+        entities=extract_entities(""),
+        text="a message",
+    )

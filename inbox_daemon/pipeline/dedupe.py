@@ -19,7 +19,9 @@ of the records of the last window:
 from __future__ import annotations
 
 import difflib
-from collections import defaultdict, deque
+import heapq
+import itertools
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -110,7 +112,11 @@ class DedupeIndex:
 
     def __init__(self, settings: DedupeSettings) -> None:
         self._settings = settings
-        self._seen: deque[Seen] = deque()
+        # A heap, the oldest message first: records do not arrive in message time (a mail
+        # without a usable Date is dated when it is fetched), and one record newer than
+        # those after it must not keep them from expiring.
+        self._seen: list[tuple[datetime, int, Seen]] = []
+        self._order = itertools.count()  # ties in time: no comparison of Seen
         self._by_person: dict[str, list[Seen]] = defaultdict(list)
         self._by_signature: dict[tuple[str, ...], list[Seen]] = defaultdict(list)
         self._incidents: dict[tuple[str, ...], _Incident] = {}
@@ -123,9 +129,13 @@ class DedupeIndex:
             return DedupeResult(duplicate_of=original.reference)
         return DedupeResult(incident=self._incident(candidate))
 
+    def __len__(self) -> int:
+        """How many records the index holds (those of the last window)."""
+        return len(self._seen)
+
     def add(self, seen: Seen, result: DedupeResult) -> None:
         """Remember ``seen`` with the verdict it was given."""
-        self._seen.append(seen)
+        heapq.heappush(self._seen, (seen.received_at, next(self._order), seen))
         for person in seen.persons:
             self._by_person[person].append(seen)
         signature = incident_signature(seen.category, seen.entities)
@@ -144,9 +154,10 @@ class DedupeIndex:
         """Drop records that were not stored after all (a failed or absorbed batch)."""
         if not references:
             return
-        self._seen = deque(seen for seen in self._seen if seen.reference not in references)
-        for bucket in (*self._by_person.values(), *self._by_signature.values()):
-            bucket[:] = [seen for seen in bucket if seen.reference not in references]
+        self._seen = [entry for entry in self._seen if entry[2].reference not in references]
+        heapq.heapify(self._seen)
+        self._forget_in(self._by_person, references)
+        self._forget_in(self._by_signature, references)
         for incident in self._incidents.values():
             incident.members = [ref for ref in incident.members if ref not in references]
 
@@ -199,8 +210,8 @@ class DedupeIndex:
 
     def _expire(self, now: datetime) -> None:
         horizon_s = max(self._settings.duplicate_window_s, self._settings.incident_window_s)
-        while self._seen and (now - self._seen[0].received_at).total_seconds() > horizon_s:
-            old = self._seen.popleft()
+        while self._seen and (now - self._seen[0][0]).total_seconds() > horizon_s:
+            old = heapq.heappop(self._seen)[2]
             for person in old.persons:
                 self._drop(self._by_person, person, old)
             signature = incident_signature(old.category, old.entities)
@@ -209,6 +220,13 @@ class DedupeIndex:
         for signature, incident in list(self._incidents.items()):
             if (now - incident.last_seen).total_seconds() > self._settings.incident_window_s:
                 del self._incidents[signature]
+
+    @staticmethod
+    def _forget_in(buckets: dict[Any, list[Seen]], references: set[str]) -> None:
+        for key, bucket in list(buckets.items()):
+            bucket[:] = [seen for seen in bucket if seen.reference not in references]
+            if not bucket:  # nothing else would ever remove the key
+                del buckets[key]
 
     @staticmethod
     def _drop(buckets: dict[Any, list[Seen]], key: object, seen: Seen) -> None:
