@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 #: A lease is renewed this many times per ``lease_ttl_s`` while its source is polled, so a
 #: renewal or two may be late (a busy loop, a slow database) before the lease lapses.
 _LEASE_RENEWALS_PER_TTL: Final = 3
+#: Records triaged between two turns of the event loop. Triage is CPU work of a few ms a
+#: record: a batch of thousands in one go would hold the loop for minutes, and the lease
+#: renewal among others would wait, so the batch's commit would find the lease expired.
+_TRIAGE_SLICE: Final = 50
 
 
 def utcnow() -> datetime:
@@ -185,7 +189,7 @@ class SourceRunner:
         with self._metrics.fetch_timer(self.source.name):
             batch = await self._fetch(cursor)
         started_s = time.perf_counter()
-        records, failures = self._triage_batch(batch)
+        records, failures = await self._triage_batch(batch)
         plan = BatchPlan(
             source=self.source.name,
             owner=self._owner,
@@ -252,7 +256,8 @@ class SourceRunner:
         except TimeoutError as exc:
             raise RetryableError(f"fetch from {self.source.name!r} timed out") from exc
 
-    def _triage_batch(self, batch: Batch) -> tuple[list[FeedbackRecord], list[FailedMessage]]:
+    async def _triage_batch(self, batch: Batch) -> tuple[list[FeedbackRecord], list[FailedMessage]]:
+        triage, index = self._triage, self._index  # one batch, one set of rules (SIGHUP)
         context = ReplyContext(
             can_send=self.adapter.can_send(),
             own_addresses=self._own_addresses(),
@@ -260,16 +265,16 @@ class SourceRunner:
             max_ack_age_s=self._settings.replies.max_ack_age_s,
             dry_run=self._settings.replies.dry_run,
             now=utcnow(),
-            rules=self._triage.reply_rules,
+            rules=triage.reply_rules,
         )
         records: list[FeedbackRecord] = []
         failures: list[FailedMessage] = []
-        for message in batch.messages:
+        for position, message in enumerate(batch.messages, 1):
+            if position % _TRIAGE_SLICE == 0:
+                await asyncio.sleep(0)  # let the lease renewal, reads ahead and the web run
             try:
                 records.append(
-                    self._triage.record(
-                        message, source=self.source.name, context=context, index=self._index
-                    )
+                    triage.record(message, source=self.source.name, context=context, index=index)
                 )
             except Exception as exc:  # one message must never sink its batch: dead-letter it
                 logger.exception(
