@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from .matching import automaton_of
+from .matching import automaton_of, is_word_char
 
 _UID: Final = re.compile(
     r"(?:\bUID|用户ID|用戶ID|ユーザーID|아이디)\s*[:：#№]?\s*(\d{5,12})\b", re.IGNORECASE
@@ -249,24 +249,27 @@ class Entities:
 def extract_entities(text: str) -> Entities:
     """The identifiers and topics quoted in ``text`` (subject and body)."""
     topics = _topics(text.lower())
-    # Most texts quote no address, handle, tag or hash: a scan is skipped without its mark.
     return Entities(
         uids=_sorted(match for match in _UID.findall(text)),
         orders=_sorted(a or b for a, b in _ORDER.findall(text)),
         tx_hashes=_sorted(match.lower().removeprefix("0x") for match in _TX_HASH.findall(text)),
-        emails=_sorted(match.lower() for match in _EMAIL.findall(text)) if "@" in text else (),
-        handles=_sorted(f"@{m.lower()}" for m in _HANDLE.findall(text)) if "@" in text else (),
+        emails=_sorted(match.lower() for match in _found(_EMAIL, text, "@")),
+        handles=_sorted(f"@{match.lower()}" for match in _found(_HANDLE, text, "@")),
         coins=topics["coins"],
         networks=topics["networks"],
         platforms=topics["platforms"],
         directions=topics["directions"],
         symptoms=topics["symptoms"],
-        hashtags=_sorted(f"#{m.lower()}" for m in _HASHTAG.findall(text)) if "#" in text else (),
-        cashtags=_sorted(f"${m.upper()}" for m in _CASHTAG.findall(text)) if "$" in text else (),
-        urls=_sorted(match.rstrip(".,;:!?") for match in _URL.findall(text))
-        if "://" in text
-        else (),
+        hashtags=_sorted(f"#{match.lower()}" for match in _found(_HASHTAG, text, "#")),
+        cashtags=_sorted(f"${match.upper()}" for match in _found(_CASHTAG, text, "$")),
+        urls=_sorted(match.rstrip(".,;:!?") for match in _found(_URL, text, "://")),
     )
+
+
+def _found(pattern: re.Pattern[str], text: str, mark: str) -> list[str]:
+    """What ``pattern`` finds in ``text``; no scan when the text lacks the ``mark`` every match
+    holds (most texts quote no address, handle, tag or link)."""
+    return pattern.findall(text) if mark in text else []
 
 
 def _sorted(values: object) -> tuple[str, ...]:
@@ -315,10 +318,6 @@ def _topics(lowered: str) -> dict[str, tuple[str, ...]]:
 
 def _stands_alone(text: str, start: int, end: int) -> bool:
     """Whether ``text[start:end]`` is a word of its own (no word character either side)."""
-    return (start == 0 or not _is_word_char(text[start - 1])) and (
-        end == len(text) or not _is_word_char(text[end])
+    return (start == 0 or not is_word_char(text[start - 1])) and (
+        end == len(text) or not is_word_char(text[end])
     )
-
-
-def _is_word_char(char: str) -> bool:
-    return char.isalnum() or char == "_"  # what a regex's \w matches

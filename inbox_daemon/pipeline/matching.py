@@ -152,18 +152,19 @@ def automaton_of(values: dict[str, Any]) -> Automaton | None:
 
 def _is_token_char(char: str) -> bool:
     """A character of a word of a spaced script (what :data:`_WORD` matches)."""
-    return _is_word_char(char) and not _ANYWHERE_SCRIPT.match(char)
+    return is_word_char(char) and not _ANYWHERE_SCRIPT.match(char)
 
 
 def _ends_well(folded: str, at: int, phrase: _Phrase) -> bool:
     """Whether the phrase found at ``at`` ends a word (or may go on: "withdraw*", "list $")."""
     end = at + len(phrase.text)
-    if phrase.prefix or end >= len(folded) or not _is_word_char(phrase.text[-1]):
+    if phrase.prefix or end >= len(folded) or not is_word_char(phrase.text[-1]):
         return True
-    return not _is_word_char(folded[end]) or bool(_ANYWHERE_SCRIPT.match(folded[end]))
+    return not is_word_char(folded[end]) or bool(_ANYWHERE_SCRIPT.match(folded[end]))
 
 
-def _is_word_char(char: str) -> bool:
+def is_word_char(char: str) -> bool:
+    """What a regex's ``\\w`` matches: a letter or digit of any script, or ``_``."""
     return char.isalnum() or char == "_"
 
 
