@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, meta
-from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -35,6 +33,7 @@ from . import queue
 from .config import Settings
 from .errors import ConfigError
 from .interfaces import Identity, ReplyDraft
+from .pipeline.templates import CheckedTemplates, RenderedReply, fallback_languages, split_subject
 from .queue import InvalidInputError, QueueItem
 from .storage.batch import upsert
 from .storage.rows import draft_payload
@@ -58,14 +57,8 @@ _SAMPLE: Final[Mapping[str, object]] = {
     "reply": "Your withdrawal was credited.\nSorry for the delay.",
     "survey": True,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class RenderedNotice:
-    """A rendered notice: subject (e-mail only, else empty) and plain-text body."""
-
-    subject: str
-    text: str
+#: What each template is checked with at load: the sample, and without the optional parts.
+_SAMPLES: Final = (_SAMPLE, {**_SAMPLE, "survey": False, "display_name": "", "subject": ""})
 
 
 class NoticeTemplates:
@@ -77,15 +70,8 @@ class NoticeTemplates:
 
     def __init__(self, folder: Path, ticket_url: str) -> None:
         self._ticket_url = ticket_url
-        self._environment = SandboxedEnvironment(
-            loader=FileSystemLoader(folder),
-            undefined=StrictUndefined,
-            autoescape=False,
-            keep_trailing_newline=True,
-        )
-        names = sorted(p.relative_to(folder).as_posix() for p in folder.glob("*/notice.*.txt"))
-        self._templates = {name: self._compile(folder, name) for name in names}
-        if "default/notice.en.txt" not in self._templates:
+        self._templates = CheckedTemplates(folder, "*/notice.*.txt", _SAMPLES)
+        if "default/notice.en.txt" not in self._templates.by_name:
             raise ConfigError(
                 "no English notice template (default/notice.en.txt)", path=str(folder)
             )
@@ -94,48 +80,28 @@ class NoticeTemplates:
     def languages(self) -> frozenset[str]:
         """The languages with a default notice template."""
         return frozenset(
-            name.split(".")[1] for name in self._templates if name.startswith("default/")
+            name.split(".")[1] for name in self._templates.by_name if name.startswith("default/")
         )
 
-    def render(
-        self, *, channel: str, language: str, values: Mapping[str, object]
-    ) -> RenderedNotice:
-        """Render the notice for ``channel`` in ``language`` (falling back to English).
+    def render(self, *, channel: str, language: str, values: Mapping[str, object]) -> RenderedReply:
+        """Render the notice for ``channel`` in ``language`` (falling back to English); the
+        subject is the e-mail's, empty on other channels.
 
         ``values`` holds ``reference``, ``display_name``, ``subject``, ``reply`` (the agent's
         text) and ``survey`` (ask for the verdict and rating).
         """
-        template = self._choose(channel, language)
+        template = self._templates.first(
+            f"{folder}/notice.{lang}.txt"
+            for lang in fallback_languages(language)
+            for folder in (channel, "default")
+        )
+        if template is None:
+            raise ConfigError("no English notice template (default/notice.en.txt)")
         reference = str(values["reference"])
         url = self._ticket_url.format(reference=quote(reference, safe=""))
         context = {**values, "channel": channel, "language": language, "ticket_url": url}
-        subject, text = _split_subject(template.render(context))
-        return RenderedNotice(subject if channel == _EMAIL else "", text)
-
-    def _choose(self, channel: str, language: str) -> Template:
-        for lang in dict.fromkeys((language, language.split("-")[0], "en")):
-            for folder in (channel, "default"):
-                template = self._templates.get(f"{folder}/notice.{lang}.txt")
-                if template is not None:
-                    return template
-        raise ConfigError("no English notice template (default/notice.en.txt)")
-
-    def _compile(self, folder: Path, name: str) -> Template:
-        source = (folder / name).read_text(encoding="utf-8")
-        try:
-            unknown = meta.find_undeclared_variables(self._environment.parse(source)) - set(_SAMPLE)
-            if unknown:
-                raise ConfigError(
-                    f"template error: unknown variable(s) {', '.join(sorted(unknown))}; "
-                    f"known: {', '.join(sorted(_SAMPLE))}",
-                    path=str(folder / name),
-                )
-            template = self._environment.get_template(name)
-            template.render(_SAMPLE)
-            template.render({**_SAMPLE, "survey": False, "display_name": "", "subject": ""})
-        except TemplateError as exc:
-            raise ConfigError(f"template error: {exc}", path=str(folder / name)) from exc
-        return template
+        rendered = split_subject(template.render(context))
+        return rendered if channel == _EMAIL else RenderedReply("", rendered.text)
 
 
 def load_notice_templates(settings: Settings) -> NoticeTemplates:
@@ -363,10 +329,3 @@ async def _take_thread(conn: AsyncConnection, record: Row[Any], at: datetime) ->
         )
         .on_conflict_do_nothing(index_elements=["channel", "thread_key"])
     )
-
-
-def _split_subject(rendered: str) -> tuple[str, str]:
-    first, _, rest = rendered.partition("\n")
-    if first.lower().startswith("subject:"):
-        return first[len("subject:") :].strip(), rest.lstrip("\n").rstrip() + "\n"
-    return "", rendered.rstrip() + "\n"

@@ -10,7 +10,7 @@ start (or is rejected on reload), never at send time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -58,19 +58,77 @@ class RenderedReply:
     text: str
 
 
-class TemplateSet:
-    """All acknowledgment templates of one folder, compiled and checked."""
+class CheckedTemplates:
+    """The templates of one folder matching ``pattern``, sandboxed, each checked at load.
 
-    def __init__(self, folder: Path, ticket_url: str) -> None:
-        self._ticket_url = ticket_url
+    Every variable a template uses, in any branch, must be a key of ``samples[0]``, and it
+    must render with each of ``samples``: a syntax error or an unknown variable stops the
+    load (the daemon's start, or a reload), never a send.
+
+    Raises:
+        ConfigError: the folder is missing, or a template fails the check.
+    """
+
+    def __init__(self, folder: Path, pattern: str, samples: Sequence[Mapping[str, object]]) -> None:
+        if not folder.is_dir():
+            raise ConfigError("templates folder not found", path=str(folder))
         self._environment = SandboxedEnvironment(
             loader=FileSystemLoader(folder),
             undefined=StrictUndefined,
             autoescape=False,
             keep_trailing_newline=True,
         )
-        self._templates = {name: self._compile(folder, name) for name in self._names(folder)}
-        if not any(name.endswith("ack.en.txt") for name in self._templates):
+        self._samples = samples
+        names = sorted(path.relative_to(folder).as_posix() for path in folder.glob(pattern))
+        #: The compiled templates by path in the folder (``default/ack.en.txt``).
+        self.by_name: Mapping[str, Template] = {name: self._compile(folder, name) for name in names}
+
+    def first(self, names: Iterable[str]) -> Template | None:
+        """The first of ``names`` the folder has."""
+        return next((self.by_name[name] for name in names if name in self.by_name), None)
+
+    def _compile(self, folder: Path, name: str) -> Template:
+        source = (folder / name).read_text(encoding="utf-8")
+        known = set(self._samples[0])
+        try:
+            # Every variable of every branch must be one we provide, not only those of the
+            # branches the sample values happen to render.
+            unknown = meta.find_undeclared_variables(self._environment.parse(source)) - known
+            if unknown:
+                raise ConfigError(
+                    f"template error: unknown variable(s) {', '.join(sorted(unknown))}; "
+                    f"known: {', '.join(sorted(known))}",
+                    path=str(folder / name),
+                )
+            template = self._environment.get_template(name)
+            for sample in self._samples:
+                template.render(sample)
+        except TemplateError as exc:
+            raise ConfigError(f"template error: {exc}", path=str(folder / name)) from exc
+        return template
+
+
+def fallback_languages(language: str) -> tuple[str, ...]:
+    """Where a template of ``language`` is looked for: itself, its base (``zh`` for
+    ``zh-tw``), then English."""
+    return tuple(dict.fromkeys((language, language.split("-")[0], "en")))
+
+
+def split_subject(rendered: str) -> RenderedReply:
+    """A rendered template whose first line may be ``Subject: …`` (e-mail), and its body."""
+    first, _, rest = rendered.partition("\n")
+    if first.lower().startswith("subject:"):
+        return RenderedReply(first[len("subject:") :].strip(), rest.lstrip("\n").rstrip() + "\n")
+    return RenderedReply("", rendered.rstrip() + "\n")
+
+
+class TemplateSet:
+    """All acknowledgment templates of one folder, compiled and checked."""
+
+    def __init__(self, folder: Path, ticket_url: str) -> None:
+        self._ticket_url = ticket_url
+        self._templates = CheckedTemplates(folder, "*/*.txt", (_SAMPLE, _SAMPLE_FULL))
+        if not any(name.endswith("ack.en.txt") for name in self._templates.by_name):
             raise ConfigError("no English fallback template (default/ack.en.txt)", path=str(folder))
 
     def render(
@@ -93,45 +151,15 @@ class TemplateSet:
             "language": language,
             "ticket_url": self._ticket_url.format(reference=quote(reference, safe="")),
         }
-        return _split_subject(template.render(context))
+        return split_subject(template.render(context))
 
     def _choose(self, channel: str, category: str, language: str) -> Template:
-        for lang in dict.fromkeys((language, language.split("-")[0], "en")):
-            for folder in (channel, "default"):
-                for stem in (category, "ack"):
-                    template = self._templates.get(f"{folder}/{stem}.{lang}.txt")
-                    if template is not None:
-                        return template
-        raise ConfigError("no English fallback template (default/ack.en.txt)")
-
-    @staticmethod
-    def _names(folder: Path) -> list[str]:
-        if not folder.is_dir():
-            raise ConfigError("templates folder not found", path=str(folder))
-        return sorted(path.relative_to(folder).as_posix() for path in folder.glob("*/*.txt"))
-
-    def _compile(self, folder: Path, name: str) -> Template:
-        source = (folder / name).read_text(encoding="utf-8")
-        try:
-            # Every variable of every branch must be one we provide, not only those of the
-            # branches the sample values happen to render.
-            unknown = meta.find_undeclared_variables(self._environment.parse(source)) - set(_SAMPLE)
-            if unknown:
-                raise ConfigError(
-                    f"template error: unknown variable(s) {', '.join(sorted(unknown))}; "
-                    f"known: {', '.join(sorted(_SAMPLE))}",
-                    path=str(folder / name),
-                )
-            template = self._environment.get_template(name)
-            template.render(_SAMPLE)
-            template.render(_SAMPLE_FULL)
-        except TemplateError as exc:
-            raise ConfigError(f"template error: {exc}", path=str(folder / name)) from exc
+        template = self._templates.first(
+            f"{folder}/{stem}.{lang}.txt"
+            for lang in fallback_languages(language)
+            for folder in (channel, "default")
+            for stem in (category, "ack")
+        )
+        if template is None:
+            raise ConfigError("no English fallback template (default/ack.en.txt)")
         return template
-
-
-def _split_subject(rendered: str) -> RenderedReply:
-    first, _, rest = rendered.partition("\n")
-    if first.lower().startswith("subject:"):
-        return RenderedReply(first[len("subject:") :].strip(), rest.lstrip("\n").rstrip() + "\n")
-    return RenderedReply("", rendered.rstrip() + "\n")
