@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -233,28 +233,35 @@ class StaffSettings(FrozenModel):
     visibility: VisibilitySettings = VisibilitySettings()
 
 
-class AlertSmtpSettings(FrozenModel):
-    """The relay e-mail alerts go out through."""
+class SmtpRelaySettings(FrozenModel):
+    """An SMTP relay to send through, and its login: the e-mail adapter's replies and the
+    alerts both go out through one (each adds what it needs)."""
 
     host: str
     port: Annotated[int, Field(ge=1, le=65535)] = 587
     security: Literal["tls", "starttls", "none"] = "starttls"
     username: str | None = None
-    password_env: EnvName | None = None
+    password_env: str | None = None
     password_file: Path | None = None
-    from_address: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]
 
     @model_validator(mode="after")
-    def _secret_present(self) -> AlertSmtpSettings:
+    def _secret_present(self) -> Self:
         if self.username is not None:
             read_secret(self.password_env, self.password_file, key="password")
         return self
 
     def password(self) -> str | None:
-        """The relay password, read now; ``None`` without a username."""
+        """The relay password, read now from its variable or file; ``None`` without a username."""
         if self.username is None:
             return None
         return read_secret(self.password_env, self.password_file, key="password")
+
+
+class AlertSmtpSettings(SmtpRelaySettings):
+    """The relay e-mail alerts go out through."""
+
+    password_env: EnvName | None = None
+    from_address: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]
 
 
 class AlertTargetBase(FrozenModel):

@@ -7,37 +7,19 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from inbox_daemon.config import FrozenModel, SourceSettings, read_secret
+from inbox_daemon.config import SmtpRelaySettings, SourceSettings, read_secret
 
 Security = Literal["none", "starttls", "tls"]
 
 
-class SmtpSettings(FrozenModel):
+class SmtpSettings(SmtpRelaySettings):
     """The relay acknowledgments are sent through."""
 
-    host: str
-    port: Annotated[int, Field(ge=1, le=65535)] = 587
-    security: Security = "starttls"
-    username: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
     from_address: str
     from_name: str = ""
     timeout_s: Annotated[float, Field(gt=0)] = 30.0
     validate_certs: bool = True
     ca_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _secret_present(self) -> Self:
-        if self.username is not None:
-            read_secret(self.password_env, self.password_file, key="password")
-        return self
-
-    def password(self) -> str | None:
-        """The relay password, read now from its variable or file; ``None`` without a username."""
-        if self.username is None:
-            return None
-        return read_secret(self.password_env, self.password_file, key="password")
 
 
 class ImapSourceSettings(SourceSettings):
