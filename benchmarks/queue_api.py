@@ -76,7 +76,6 @@ import platform
 import pstats
 import random
 import re
-import secrets
 import signal
 import sqlite3
 import sys
@@ -95,9 +94,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "adapters")]
 
 import aiohttp  # noqa: E402
 from sqlalchemy import bindparam, event, func, insert, select, text, update  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
+from benchmarks.ingest_imap import postgres_database  # noqa: E402
 from inbox_daemon import queue  # noqa: E402
 from inbox_daemon.agents import Agent, add_agent, issue_token  # noqa: E402
 from inbox_daemon.audit import Actor  # noqa: E402
@@ -1300,23 +1299,6 @@ def print_server_errors(backend: str, log: Path) -> None:
     print(f"{backend}: {sum(errors.values())} errors in the server log")
     for message, count in errors.most_common():
         print(f"  {count} x {message}")
-
-
-@contextlib.asynccontextmanager
-async def postgres_database(pg_url: str) -> AsyncIterator[str]:
-    """A new, empty database on the server of ``pg_url``, dropped on exit."""
-    name = f"inbox_bench_{secrets.token_hex(4)}"
-    admin = create_async_engine(database_url(pg_url, ROOT), isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
 
 
 async def run(options: Options) -> None:
